@@ -147,3 +147,23 @@ class Items(Job, kind="test.items"):
                 ctx.item_failed(f"item-{i}.wav", exc)
             ctx.progress(i + 1, self.n, item=f"item-{i}.wav")
         return done
+
+
+@dataclass
+class Resumable(Job, kind="test.resumable"):
+    """Counts to ``n``, appending each step to ``log_path`` and checkpointing after it."""
+
+    resumable = True
+    n: int = 100
+    delay: float = 0.02
+    log_path: str = ""
+
+    async def run(self, ctx: JobContext) -> int:
+        start = (ctx.saved_state or {}).get("next", 0)
+        for i in range(start, self.n):
+            with open(self.log_path, "a") as log:
+                log.write(f"{i}\n")
+            ctx.progress(i + 1, self.n)
+            await anyio.sleep(self.delay)
+            await ctx.checkpoint({"next": i + 1})
+        return self.n

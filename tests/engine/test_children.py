@@ -15,7 +15,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_owned_children_are_cancelled_with_their_parent(manager: JobManager) -> None:
     parent = manager.dispatch(Parent(children=3, n=1000))
-    await wait_until(lambda: len(parent.children) == 3 and all(c.progress.done for c in parent.children))
+    await wait_until(
+        lambda: len(parent.children) == 3 and all(c.progress.done for c in parent.children)
+    )
     parent.cancel()
     assert await parent.join() is JobState.CANCELLED
     assert [c.state for c in parent.children] == [JobState.CANCELLED] * 3
@@ -24,11 +26,15 @@ async def test_owned_children_are_cancelled_with_their_parent(manager: JobManage
 
 async def test_pausing_a_parent_pauses_its_owned_children(manager: JobManager) -> None:
     parent = manager.dispatch(Parent(children=2, n=60, delay=0.01))
-    await wait_until(lambda: len(parent.children) == 2 and all(c.progress.done for c in parent.children))
+    await wait_until(
+        lambda: len(parent.children) == 2 and all(c.progress.done for c in parent.children)
+    )
     parent.pause()
     await wait_until(
-        lambda: parent.state is JobState.PAUSED
-        and all(c.state is JobState.PAUSED for c in parent.children)
+        lambda: (
+            parent.state is JobState.PAUSED
+            and all(c.state is JobState.PAUSED for c in parent.children)
+        )
     )
     done = [c.tracker.done for c in parent.children]
     await anyio.sleep(0.1)
