@@ -115,6 +115,6 @@ async def test_a_resumed_job_in_the_same_session(ipyjobs_home: Path, tmp_path: P
 async def test_an_unknown_kind_names_the_close_ones(ipyjobs_home: Path) -> None:
     from ipyjobs import job_class
 
-    with pytest.raises(UnknownJobKind, match="'test.resumable'"):
+    with pytest.raises(UnknownJobKind, match=r"'test\.resumable'"):
         job_class("test.resumeable")
     assert Resumable.kind == "test.resumable"

@@ -19,7 +19,7 @@ from .jobs import Fails, Steps, Threaded
 
 pytestmark = pytest.mark.anyio
 
-Q, R, P, C, F, X, I = (
+Q, R, P, C, F, X, INTR = (
     JobState.QUEUED,
     JobState.RUNNING,
     JobState.PAUSED,
@@ -51,7 +51,7 @@ async def test_queued_running_completed(manager: JobManager) -> None:
 async def test_running_failed_keeps_the_real_error(manager: JobManager) -> None:
     with manager.bus.subscribe() as subscription:
         handle = manager.dispatch(Fails("no audio stream in interview.mp4"))
-        with pytest.raises(ValueError, match="no audio stream in interview.mp4"):
+        with pytest.raises(ValueError, match=r"no audio stream in interview\.mp4"):
             await handle
         failed = [e async for e in _drain(subscription) if isinstance(e, events.Failed)]
     assert handle.state is F
@@ -120,16 +120,16 @@ async def test_close_interrupts_and_resume_requeues(ipyjobs_home) -> None:
         paused = first_manager.dispatch(Steps(1000, 0.01))
         paused.pause()
         await wait_until(lambda: running.state is R)
-    assert running.state is I and paused.state is I
+    assert running.state is INTR and paused.state is INTR
     with pytest.raises(ManagerClosed):
         first_manager.dispatch(Steps(1))
     async with JobManager(ipyjobs_home, tick=0.02) as manager:
-        assert manager.record(running.id).state is I
+        assert manager.record(running.id).state is INTR
         # Steps is not resumable: the record says so rather than restarting from zero.
         with pytest.raises(Exception, match="not resumable"):
             manager.resume(running.id)
-        assert states(manager, running.id) == [Q, R, I]
-        assert states(manager, paused.id) == [Q, P, I]
+        assert states(manager, running.id) == [Q, R, INTR]
+        assert states(manager, paused.id) == [Q, P, INTR]
 
 
 async def test_illegal_requests(manager: JobManager) -> None:
@@ -180,5 +180,5 @@ async def test_intent_shows_until_the_thread_stops(manager: JobManager) -> None:
 
 
 async def test_dispatch_rejects_non_jobs(manager: JobManager) -> None:
-    with pytest.raises(TypeError, match="ipyjobs.Job"):
+    with pytest.raises(TypeError, match=r"ipyjobs\.Job"):
         manager.dispatch(lambda: None)  # type: ignore[arg-type]

@@ -1,0 +1,190 @@
+"""ipyjobs in a real Jupyter kernel: jobs run on the kernel's loop while cells keep answering.
+
+A kernel (ipykernel, started by jupyter_client with this venv's python) runs the cells below
+one by one through a blocking client, as a notebook front end would send them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+pytestmark = pytest.mark.timeout(120)
+
+KERNEL_NAME = "ipyjobs-test"
+
+#: Defines the test job in the kernel: it sleeps ``seconds`` in checkpointed steps.
+DEFINE_JOB = textwrap.dedent(
+    """
+    import asyncio
+    import time
+    from dataclasses import dataclass
+
+    import ipyjobs
+
+    @dataclass
+    class KernelSleep(ipyjobs.Job, kind="kernel_test.sleep"):
+        seconds: float
+        step: float = 0.02
+
+        def __post_init__(self):
+            self.steps_done = 0
+
+        async def run(self, ctx):
+            steps = max(1, round(self.seconds / self.step))
+            for i in range(steps):
+                await ctx.checkpoint()
+                await asyncio.sleep(self.step)
+                self.steps_done += 1
+                ctx.progress(i + 1, steps)
+            return f"slept {self.seconds:g} s"
+    """
+)
+
+
+@dataclass
+class Cell:
+    """What one executed cell gave back."""
+
+    code: str
+    status: str
+    result: str | None = None
+    """``text/plain`` of the execute_result, if any."""
+    stdout: str = ""
+    ename: str | None = None
+    evalue: str | None = None
+    elapsed: float = 0.0
+    messages: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Kernel:
+    client: BlockingKernelClient
+    home: Path
+
+    def run(self, code: str, *, timeout: float = 30.0, ok: bool = True) -> Cell:
+        """Execute ``code`` as a cell, wait until the kernel is idle again, collect outputs."""
+        cell = Cell(code, status="?")
+
+        def on_output(msg: dict) -> None:
+            cell.messages.append(msg)
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "execute_result":
+                cell.result = content["data"].get("text/plain")
+            elif kind == "stream" and content["name"] == "stdout":
+                cell.stdout += content["text"]
+            elif kind == "error":
+                cell.ename, cell.evalue = content["ename"], content["evalue"]
+
+        started = time.monotonic()
+        reply = self.client.execute_interactive(
+            code, timeout=timeout, output_hook=on_output, allow_stdin=False
+        )
+        cell.elapsed = time.monotonic() - started
+        cell.status = reply["content"]["status"]
+        if reply["content"]["status"] == "error":
+            cell.ename = reply["content"]["ename"]
+            cell.evalue = reply["content"]["evalue"]
+        if ok:
+            assert cell.status == "ok", f"cell failed: {cell.ename}: {cell.evalue}\n{code}"
+        return cell
+
+    def value(self, expression: str, **kwargs: float) -> str | None:
+        """The repr the kernel shows for ``expression``."""
+        return self.run(expression, **kwargs).result
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    root = tmp_path_factory.mktemp("kernel")
+    # A kernelspec of our own, so the kernel is this venv's python whatever else is installed.
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "ipyjobs test", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    home = root / "ipyjobs-home"
+    specs = KernelSpecManager(kernel_dirs=[str(root / "kernels")])
+    assert specs.get_kernel_spec(KERNEL_NAME).argv[0] == sys.executable
+
+    manager = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+    env = {**os.environ, "IPYJOBS_HOME": str(home)}
+    manager.start_kernel(env=env)
+    try:
+        client = manager.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            yield Kernel(client, home)
+        finally:
+            client.stop_channels()
+    finally:
+        manager.shutdown_kernel(now=False)
+        assert not manager.is_alive()
+
+
+def test_kernel_is_this_venv(kernel: Kernel) -> None:
+    kernel.run("import sys, ipyjobs")
+    assert kernel.value("sys.executable") == repr(sys.executable)
+    # ipyjobs.jobs() is one manager per kernel loop, kept across cells, homed in IPYJOBS_HOME.
+    kernel.run("manager = ipyjobs.jobs()")
+    assert kernel.value("ipyjobs.jobs() is manager") == "True"
+    assert kernel.value("str(manager.home)") == repr(str(kernel.home))
+
+
+def test_cells_answer_while_a_job_runs_and_cancel_stops_it(kernel: Kernel) -> None:
+    kernel.run(DEFINE_JOB)
+    # A plain (not async) cell dispatches and returns at once.
+    dispatch = kernel.run(
+        "t0 = time.monotonic()\nh = ipyjobs.jobs().dispatch(KernelSleep(3.0))\nh.state.value"
+    )
+    dispatched_at = time.monotonic()
+    assert dispatch.result == "'queued'"
+    assert dispatch.elapsed < 1.0
+
+    two = kernel.run("1+1")
+    assert two.result == "2"
+    assert two.elapsed < 1.0, f"1+1 took {two.elapsed:.2f} s while the job ran"
+
+    # Right after, in the kernel: the job is running, and it started well before its end.
+    assert kernel.value("h.state.value") == "'running'"
+    assert time.monotonic() - dispatched_at < 2.0
+    assert kernel.value("time.monotonic() - t0 < 2.0") == "True"
+
+    # The job goes on while the kernel is idle between cells.
+    time.sleep(0.5)
+    assert kernel.value("h.job.steps_done > 0") == "True"
+    assert kernel.value("h.state.value") == "'running'"
+
+    assert kernel.value("h.cancel()") == "True"
+    assert kernel.value("(await h.join()).value") == "'cancelled'"
+    assert kernel.value("h.state.value") == "'cancelled'"
+    # Cancelled well before the 3 s sleep could have ended, and the body stopped stepping.
+    assert kernel.value("time.monotonic() - t0 < 2.5") == "True"
+    kernel.run("stopped_at = h.job.steps_done")
+    time.sleep(0.2)
+    assert kernel.value("h.job.steps_done == stopped_at") == "True"
+
+    # Awaiting a cancelled job raises JobCancelled in the cell.
+    failed = kernel.run("await h", ok=False)
+    assert failed.status == "error"
+    assert failed.ename == "JobCancelled"
+
+
+def test_await_in_a_cell_gives_the_output(kernel: Kernel) -> None:
+    kernel.run(DEFINE_JOB)
+    kernel.run("h2 = ipyjobs.jobs().dispatch(KernelSleep(0.3))")
+    cell = kernel.run('print("output:", await h2)')
+    assert cell.stdout == "output: slept 0.3 s\n"
+    assert kernel.value("h2.state.value") == "'completed'"
+    assert kernel.value("h2.progress.fraction") == "1.0"
