@@ -9,6 +9,8 @@ import pytest
 
 from ipyjobs import JobManager
 
+pytest_plugins = ["tests.support.model_fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -14,6 +14,7 @@ import anyio
 from .errors import JobCancelled, JobInterrupted
 from .progress import Progress, ProgressSnapshot
 from .state import Intent, JobState
+from .text import format_progress
 from .token import InterruptToken
 
 if TYPE_CHECKING:
@@ -228,14 +229,8 @@ class JobHandle:
             self._finished.set()
 
     def __repr__(self) -> str:
-        snapshot = self._snapshot
-        detail = ""
-        if snapshot.total:
-            detail = (
-                f" {snapshot.fraction:.0%} ({snapshot.done:g}/{snapshot.total:g} {snapshot.unit})"
-            )
-        elif snapshot.done:
-            detail = f" ({snapshot.done:g} {snapshot.unit})"
+        progress = format_progress(self._snapshot)
+        detail = f" {progress}" if progress else ""
         if self._error is not None:
             detail += f" error={self.error_text!r}"
         return f"<Job {self.id} {self.title!r} {self.status}{detail}>"

@@ -395,6 +395,8 @@ class JobManager:
             )
         if handle.state is JobState.INTERRUPTED:
             return self._resume_from_store(handle.id)
+        if handle._intent is Intent.CANCELLING:  # the cancel wakes it; keep it cancelling
+            return False
         resumed = False
         if handle.state is JobState.PAUSED or handle._intent is Intent.PAUSING:
             handle._intent = None

@@ -6,9 +6,12 @@ Used by terminals, logs, and as the stable ``text/plain`` form of the widgets.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .handle import JobHandle
 from .progress import ProgressSnapshot
+
+if TYPE_CHECKING:
+    from .handle import JobHandle
 
 _UNITS = ("B", "kB", "MB", "GB", "TB")
 

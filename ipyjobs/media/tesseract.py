@@ -1,0 +1,160 @@
+"""Running the ``tesseract`` program: finding it, checking inputs, and one interruptible run.
+
+The OCR job calls the binary itself (rather than ``pytesseract.image_to_string``) so that every
+output format comes from one run, and so that a cancel can kill the process: :func:`run` polls
+the job's interrupt token while tesseract works and kills (and reaps) the process on cancel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..engine import current_token
+
+#: Output formats, each a config file in the tessdata folder's ``configs/``.
+FORMATS = ("txt", "hocr", "tsv", "pdf")
+#: How often a running tesseract checks for cancel, in seconds.
+POLL_INTERVAL = 0.05
+
+#: The first bytes of the image formats Leptonica (tesseract's image library) reads.
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"\xff\xd8\xff",  # JPEG
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+    b"BM",  # BMP
+    b"GIF87a",
+    b"GIF89a",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",  # JPEG 2000
+    b"\xff\x4f\xff\x51",  # JPEG 2000 codestream
+    b"P1",  # PNM: P1 to P7
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+    b"P7",
+)
+
+
+class TesseractNotFound(RuntimeError):
+    """The ``tesseract`` program cannot be run; the message says how to install it."""
+
+
+def tesseract_cmd() -> str:
+    """The command pytesseract is configured with (``pytesseract.pytesseract.tesseract_cmd``)."""
+    import pytesseract
+
+    return pytesseract.pytesseract.tesseract_cmd
+
+
+def tesseract_version() -> str:
+    """The version of the tesseract program, or :class:`TesseractNotFound` naming the fix."""
+    try:
+        import pytesseract
+    except ImportError as exc:
+        raise TesseractNotFound(
+            "pytesseract is not installed: pip install 'ipyjobs[ocr]' (or pytesseract Pillow)"
+        ) from exc
+    command = pytesseract.pytesseract.tesseract_cmd
+    try:
+        return str(pytesseract.get_tesseract_version())
+    except (pytesseract.TesseractNotFoundError, SystemExit) as exc:
+        # pytesseract raises SystemExit for a program whose version it cannot parse.
+        raise TesseractNotFound(
+            f"the tesseract program ({command!r}) was not found or does not run. Install it "
+            "(Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install tesseract), "
+            "or set pytesseract.pytesseract.tesseract_cmd to its full path."
+        ) from exc
+
+
+def is_image(path: Path) -> bool:
+    """Whether ``path`` starts like an image file. Tesseract reads any other file as a list of
+    image paths, one a line, so a text file named ``.png`` must not reach it."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return head.startswith(_SIGNATURES)
+
+
+def page_count(path: Path) -> int:
+    """Pages in an image: the frames of a TIFF (tesseract reads them all), else 1."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return max(1, getattr(image, "n_frames", 1))
+    except Exception:  # unreadable: tesseract will say why
+        return 1
+
+
+def command(
+    image: Path,
+    base: Path,
+    *,
+    tessdata: Path,
+    languages: str,
+    formats: Sequence[str],
+    psm: int | None = None,
+    oem: int | None = None,
+) -> list[str]:
+    """``tesseract <image> <base> --tessdata-dir D -l L [--psm N] [--oem N] <formats...>``:
+    writes ``<base>.<format>`` for each format."""
+    args = [tesseract_cmd(), str(image), str(base), "--tessdata-dir", str(tessdata)]
+    args += ["-l", languages]
+    if psm is not None:
+        args += ["--psm", str(psm)]
+    if oem is not None:
+        args += ["--oem", str(oem)]
+    return [*args, *formats]
+
+
+def run(args: Sequence[str], *, poll: float = POLL_INTERVAL) -> subprocess.CompletedProcess:
+    """Run tesseract with one OpenMP thread (parallelism comes from running several files) and
+    return the finished process, its output decoded.
+
+    Cancel: while it runs, the job's token (``current_token()``) is polled every ``poll``
+    seconds; once a cancel was requested the process is killed and reaped, then ``JobCancelled``
+    is raised. A pause does not stop a running process: the job pauses between files.
+    """
+    token = current_token()
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    process = subprocess.Popen(
+        list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        while True:
+            try:
+                out, err = process.communicate(timeout=poll)
+            except subprocess.TimeoutExpired:
+                if token is not None and token.cancelled:
+                    token.check()  # raises JobCancelled; the finally clause kills the process
+                continue
+            return subprocess.CompletedProcess(
+                list(args),
+                process.returncode,
+                out.decode("utf-8", "replace"),
+                err.decode("utf-8", "replace"),
+            )
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.communicate()  # reap it, so no zombie or orphan is left
+
+
+def error_message(stderr: str, limit: int = 1000) -> str:
+    """Tesseract's complaint on one line, without the generic last words."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    kept = [line for line in lines if line and line != "Error during processing."]
+    text = " ".join(kept) or "tesseract failed without a message"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,116 @@
+"""openai-whisper inside a job: cached models, and progress and interrupts from within a file.
+
+``whisper.transcribe`` reports through ``tqdm.tqdm(total=<mel frames>)`` in its own module,
+calling ``update()`` after each 30-second window. A stand-in for that ``tqdm`` forwards those
+updates to the running job (found through context variables, so it is thread-safe and inert
+outside jobs) and checks the job's token there. A window can take long (temperature fallback
+decodes it up to six times), so the token is also checked before every forward pass of the
+encoder and decoder: cancel and pause act within one decoding step.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import threading
+import types
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import tqdm as real_tqdm
+
+from ..engine import current_token
+
+#: How many loaded models stay in memory, most recently used first.
+MODEL_CACHE_SIZE = 2
+
+_on_frames: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "ipyjobs_whisper_frames", default=None
+)
+
+
+class _JobProgressBar:
+    """Just enough of ``tqdm.tqdm`` for whisper.transcribe, reporting to the running job."""
+
+    def __init__(self, *args: Any, total: int = 0, **kwargs: Any) -> None:
+        self.total = total
+        self.n = 0
+        self._report = _on_frames.get()
+        self._fallback = None if self._report else real_tqdm.tqdm(*args, total=total, **kwargs)
+
+    def update(self, n: int = 1) -> None:
+        if self._fallback is not None:
+            self._fallback.update(n)
+            return
+        self.n += n
+        self._report(self.n, self.total)
+        token = current_token()
+        if token is not None:
+            token.check()  # raises JobCancelled, or waits here while paused
+
+    def __enter__(self) -> _JobProgressBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fallback is not None:
+            self._fallback.close()
+
+
+def _install() -> None:
+    # ``whisper.transcribe`` is also the name of a function the package exports: go by module.
+    module = importlib.import_module("whisper.transcribe")
+    if not getattr(module.tqdm, "_ipyjobs", False):
+        module.tqdm = types.SimpleNamespace(tqdm=_JobProgressBar, _ipyjobs=True)
+
+
+@contextmanager
+def reporting_frames(on_frames: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the block (in this thread), whisper's frame progress goes to ``on_frames``."""
+    _install()
+    reset = _on_frames.set(on_frames)
+    try:
+        yield
+    finally:
+        _on_frames.reset(reset)
+
+
+def _check_token(module: Any, args: Any) -> None:
+    token = current_token()
+    if token is not None:
+        token.check()
+
+
+_models: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def load_model(path: Path, device: str, alignment_name: str | None) -> Any:
+    """Load a checkpoint once per process (LRU of ``MODEL_CACHE_SIZE``), so the next job in the
+    kernel starts at once. Loaded by path, whisper knows no alignment heads: set the official
+    ones for catalog models, which word timestamps need."""
+    import whisper
+
+    key = (str(path), device)
+    with _models_lock:
+        model = _models.get(key)
+        if model is not None:
+            _models.move_to_end(key)
+            return model
+        model = whisper.load_model(str(path), device=device)
+        model.encoder.register_forward_pre_hook(_check_token)
+        model.decoder.register_forward_pre_hook(_check_token)
+        if alignment_name in whisper._ALIGNMENT_HEADS:
+            model.set_alignment_heads(whisper._ALIGNMENT_HEADS[alignment_name])
+        _models[key] = model
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)
+        return model
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

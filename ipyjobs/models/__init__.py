@@ -1,0 +1,36 @@
+"""Models: the catalog, the on-disk store, the download job and ``ensure_model``."""
+
+from .catalog import FAMILIES, TESSDATA_BEST, TESSDATA_FAST, WHISPER, ModelEntry
+from .ensure import DownloadModel, ensure_model, ensure_tessdata
+from .errors import (
+    ChecksumMismatch,
+    DownloadError,
+    InvalidModelEntry,
+    ModelError,
+    ModelInUse,
+    NotEnoughSpace,
+    OfflineError,
+    UnknownModel,
+)
+from .store import ModelInfo, ModelStore
+
+__all__ = [
+    "FAMILIES",
+    "TESSDATA_BEST",
+    "TESSDATA_FAST",
+    "WHISPER",
+    "ChecksumMismatch",
+    "DownloadError",
+    "DownloadModel",
+    "InvalidModelEntry",
+    "ModelEntry",
+    "ModelError",
+    "ModelInUse",
+    "ModelInfo",
+    "ModelStore",
+    "NotEnoughSpace",
+    "OfflineError",
+    "UnknownModel",
+    "ensure_model",
+    "ensure_tessdata",
+]

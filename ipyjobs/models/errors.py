@@ -1,0 +1,40 @@
+"""Errors of the model manager. Each message names the problem and the fix."""
+
+from __future__ import annotations
+
+from ..engine import JobError
+
+
+class ModelError(JobError):
+    """Base class of model catalog, store and download errors."""
+
+
+class UnknownModel(ModelError, KeyError):
+    """No catalog entry has this name; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class InvalidModelEntry(ModelError, ValueError):
+    """A catalog entry (usually a user's own) is malformed: bad file name, hash, URL or size."""
+
+
+class ModelInUse(ModelError):
+    """The model cannot be deleted while a download or a job uses it."""
+
+
+class OfflineError(ModelError):
+    """The model is missing and the network is switched off (``IPYJOBS_OFFLINE``)."""
+
+
+class DownloadError(ModelError):
+    """A download failed for good (after retries, or on an error retrying cannot fix)."""
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded bytes do not have the expected SHA-256; the file was deleted."""
+
+
+class NotEnoughSpace(DownloadError):
+    """The disk has less free space than the download needs."""

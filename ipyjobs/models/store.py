@@ -1,0 +1,367 @@
+"""The on-disk model store: where each model lives, whether it is ready, and what it costs.
+
+Layout under ``<data folder>/models``::
+
+    whisper/<file>.pt                    Whisper checkpoints
+    tessdata_fast/<lang>.traineddata     one folder per Tesseract variant, usable as
+    tessdata_best/<lang>.traineddata     ``tesseract --tessdata-dir`` (configs/ and pdf.ttf in it)
+    manifest.json                        verified files: id -> sha256, size, mtime, path, source
+    custom.json                          the user's own catalog entries
+
+A file is *ready* when the manifest vouches for it and its size and mtime are unchanged;
+checking never re-hashes (``verify`` does). Files already on the machine are reused: a
+checkpoint in whisper's cache is used where it is, system Tesseract data is copied into the
+managed folder (tesseract reads one folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from filelock import FileLock
+
+from ..engine import data_home
+from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
+from .errors import ModelInUse
+
+if TYPE_CHECKING:
+    from ..engine import JobHandle
+
+log = logging.getLogger(__name__)
+
+#: Where Debian, Ubuntu, Fedora and Homebrew install Tesseract's data.
+SYSTEM_TESSDATA = (
+    Path("/usr/share/tesseract-ocr/5/tessdata"),
+    Path("/usr/share/tesseract-ocr/4.00/tessdata"),
+    Path("/usr/share/tessdata"),
+    Path("/usr/local/share/tessdata"),
+    Path("/opt/homebrew/share/tessdata"),
+)
+
+#: What tesseract needs in a data folder besides the languages, to write each output format.
+_CONFIGS = {
+    "txt": "tessedit_create_txt 1\n",
+    "hocr": "tessedit_create_hocr 1\nhocr_font_info 0\n",
+    "pdf": "tessedit_create_pdf 1\n",
+    "tsv": "tessedit_create_tsv 1\n",
+}
+
+
+def whisper_cache() -> Path:
+    """Where openai-whisper keeps its downloads: ``$XDG_CACHE_HOME/whisper`` or ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "whisper"
+
+
+def system_tessdata() -> list[Path]:
+    """Tesseract data folders of this machine, ``$TESSDATA_PREFIX`` first."""
+    prefix = os.environ.get("TESSDATA_PREFIX")
+    folders = [Path(prefix)] if prefix else []
+    return [f for f in (*folders, *SYSTEM_TESSDATA) if f.is_dir()]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model as the store sees it now."""
+
+    entry: ModelEntry
+    status: str
+    """``missing``, ``partial`` (``present`` bytes of a download), ``downloading``, ``ready``."""
+    path: Path
+    """Where the model is (ready) or will be."""
+    present: int
+    size: int | None
+    job: JobHandle | None = None
+    source: str | None = None
+    """``download``, ``whisper-cache`` or ``system`` for a ready model."""
+
+    @property
+    def fraction(self) -> float | None:
+        return self.present / self.size if self.size else None
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in large blocks (hashlib releases the GIL for them)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelStore:
+    """Models of one data folder. ``ModelStore.at(home)`` shares one instance per folder."""
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        whisper_cache_folder: Path | None = None,
+        system_tessdata_folders: Sequence[Path] | None = None,
+    ) -> None:
+        self.folder = Path(home if home is not None else data_home()) / "models"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.whisper_cache = whisper_cache_folder or whisper_cache()
+        self.system_tessdata = (
+            list(system_tessdata_folders)
+            if system_tessdata_folders is not None
+            else system_tessdata()
+        )
+        self.catalog = Catalog()
+        self.catalog.load_custom(self.folder / "custom.json")
+        self._manifest_lock = FileLock(self.folder / "manifest.lock")
+        self._users: Counter[str] = Counter()
+        self._downloads: dict[str, JobHandle] = {}
+
+    @classmethod
+    def at(cls, home: Path | str | None = None) -> ModelStore:
+        folder = Path(home if home is not None else data_home()).resolve()
+        store = _stores.get(folder)
+        if store is None:
+            store = _stores[folder] = cls(folder)
+        return store
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def entry(self, name: str) -> ModelEntry:
+        return self.catalog.get(name)
+
+    def register(self, entry: ModelEntry) -> ModelEntry:
+        """Add your own model (validated) and keep it for later sessions."""
+        entry = self.catalog.register(entry)
+        self.catalog.save_custom(self.folder / "custom.json")
+        return entry
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def family_folder(self, family: str) -> Path:
+        folder = self.folder / family
+        folder.mkdir(exist_ok=True)
+        if family != WHISPER:
+            self._prepare_tessdata_folder(folder)
+        return folder
+
+    def target(self, entry: ModelEntry) -> Path:
+        """Where the store keeps ``entry`` when it downloads it."""
+        return self.family_folder(entry.family) / entry.file
+
+    def _prepare_tessdata_folder(self, folder: Path) -> None:
+        """Give a managed tessdata folder the configs and font tesseract's outputs need."""
+        configs = folder / "configs"
+        if not configs.is_dir():
+            configs.mkdir()
+            for name, text in _CONFIGS.items():
+                system = next(
+                    (
+                        f / "configs" / name
+                        for f in self.system_tessdata
+                        if (f / "configs" / name).is_file()
+                    ),
+                    None,
+                )
+                (configs / name).write_text(system.read_text() if system else text)
+        font = folder / "pdf.ttf"
+        if not font.exists():
+            system_font = next(
+                (f / "pdf.ttf" for f in self.system_tessdata if (f / "pdf.ttf").is_file()), None
+            )
+            if system_font is not None:
+                shutil.copyfile(system_font, font)
+
+    def reuse_candidates(self, entry: ModelEntry) -> list[tuple[Path, str]]:
+        """Files already on the machine that may be ``entry``: (path, source). Whisper's cache
+        for checkpoints; system folders for fast Tesseract data (Debian ships the fast variant)."""
+        if entry.family == WHISPER:
+            candidate = self.whisper_cache / entry.file
+            return [(candidate, "whisper-cache")] if candidate.is_file() else []
+        if entry.family == TESSDATA_FAST:
+            return [
+                (folder / entry.file, "system")
+                for folder in self.system_tessdata
+                if (folder / entry.file).is_file()
+            ]
+        return []
+
+    # -- the manifest of verified files ----------------------------------------------------
+
+    def _read_manifest(self) -> dict[str, dict[str, Any]]:
+        path = self.folder / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _update_manifest(self, entry_id: str, record: dict[str, Any] | None) -> None:
+        with self._manifest_lock:
+            manifest = self._read_manifest()
+            if record is None:
+                manifest.pop(entry_id, None)
+            else:
+                manifest[entry_id] = record
+            tmp = self.folder / "manifest.json.tmp"
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            tmp.replace(self.folder / "manifest.json")
+
+    def record_verified(self, entry: ModelEntry, path: Path, sha256: str, source: str) -> None:
+        """Vouch for ``path`` as ``entry`` (its hash was just computed)."""
+        stat = path.stat()
+        self._update_manifest(
+            entry.id,
+            {
+                "path": str(path),
+                "sha256": sha256,
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "source": source,
+            },
+        )
+
+    def recorded_sha256(self, entry: ModelEntry) -> str | None:
+        """The hash to expect: the catalog's, else the one recorded at the first download."""
+        if entry.sha256 is not None:
+            return entry.sha256
+        record = self._read_manifest().get(entry.id)
+        return record["sha256"] if record else None
+
+    def _ready_record(self, entry: ModelEntry, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        record = manifest.get(entry.id)
+        if record is None:
+            return None
+        if entry.sha256 is not None and record["sha256"] != entry.sha256:
+            return None
+        try:
+            stat = os.stat(record["path"])
+        except OSError:
+            return None
+        if stat.st_size != record["size"] or stat.st_mtime_ns != record["mtime_ns"]:
+            return None
+        return record
+
+    def ready_path(self, name: str | ModelEntry) -> Path | None:
+        """The verified file of a model, or ``None``. Never hashes."""
+        entry = name if isinstance(name, ModelEntry) else self.entry(name)
+        record = self._ready_record(entry, self._read_manifest())
+        return None if record is None else Path(record["path"])
+
+    async def verify(self, name: str | ModelEntry) -> bool:
+        """Re-hash a ready model (in a worker thread). A file that no longer matches is
+        forgotten, and deleted when it is the store's own, so it never looks ready again."""
+        entry = name if isinstance(name, ModelEntry) else self.entry(name)
+        record = self._read_manifest().get(entry.id)
+        if record is None:
+            raise FileNotFoundError(f"{entry.label} is not downloaded: nothing to verify")
+        path = Path(record["path"])
+        actual = await anyio.to_thread.run_sync(sha256_file, path)
+        expected = entry.sha256 or record["sha256"]
+        if actual == expected:
+            self.record_verified(entry, path, actual, record["source"])
+            return True
+        log.error(
+            "%s at %s is corrupt: SHA-256 %s, expected %s", entry.label, path, actual, expected
+        )
+        self._update_manifest(entry.id, None)
+        if path.is_relative_to(self.folder):
+            path.unlink(missing_ok=True)
+        return False
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def info(self, name: str | ModelEntry) -> ModelInfo:
+        entry = name if isinstance(name, ModelEntry) else self.entry(name)
+        return self._info(entry, self._read_manifest())
+
+    def _info(self, entry: ModelEntry, manifest: dict[str, Any]) -> ModelInfo:
+        from .download import partial_size
+
+        record = self._ready_record(entry, manifest)
+        if record is not None:
+            return ModelInfo(
+                entry,
+                "ready",
+                Path(record["path"]),
+                record["size"],
+                record["size"],
+                source=record["source"],
+            )
+        target = self.folder / entry.family / entry.file
+        present = partial_size(target)
+        job = self._downloads.get(entry.id)
+        if job is not None and not job.done:
+            status = "downloading"
+        else:
+            status, job = ("partial" if present else "missing"), None
+        return ModelInfo(entry, status, target, present, entry.size, job=job)
+
+    def list(self, family: str | None = None) -> list[ModelInfo]:
+        """Every catalog model (of one family), with its status now."""
+        manifest = self._read_manifest()
+        return [self._info(e, manifest) for e in self.catalog if family in (None, e.family)]
+
+    def disk_usage(self) -> int:
+        """Bytes the store's own folder takes (reused files elsewhere are not counted)."""
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+    # -- use, downloads, deletion ----------------------------------------------------------
+
+    @contextmanager
+    def using(self, name: str | ModelEntry) -> Iterator[None]:
+        """Mark a model as in use by a job for the block: ``delete`` refuses meanwhile."""
+        entry = name if isinstance(name, ModelEntry) else self.entry(name)
+        self._users[entry.id] += 1
+        try:
+            yield
+        finally:
+            self._users[entry.id] -= 1
+
+    @contextmanager
+    def downloading(self, entry: ModelEntry, job: JobHandle) -> Iterator[None]:
+        """Register the job downloading ``entry`` for the model list, for the block."""
+        self._downloads[entry.id] = job
+        try:
+            yield
+        finally:
+            if self._downloads.get(entry.id) is job:
+                del self._downloads[entry.id]
+
+    def delete(self, name: str | ModelEntry) -> int:
+        """Delete a model's managed file and any partial download; return the bytes freed.
+
+        Refused while a download or a job uses it. A reused file outside the store (whisper's
+        cache) is not deleted, only forgotten.
+        """
+        from .download import partial_size
+
+        entry = name if isinstance(name, ModelEntry) else self.entry(name)
+        job = self._downloads.get(entry.id)
+        if job is not None and not job.done:
+            raise ModelInUse(
+                f"{entry.label} is being downloaded by job {job.id}; cancel that job first"
+            )
+        if self._users[entry.id]:
+            raise ModelInUse(
+                f"{entry.label} is in use by {self._users[entry.id]} running job(s); "
+                "wait for them or cancel them first"
+            )
+        target = self.folder / entry.family / entry.file
+        freed = partial_size(target)
+        for leftover in (
+            target.with_name(target.name + ".part"),
+            target.with_name(target.name + ".part.json"),
+        ):
+            leftover.unlink(missing_ok=True)
+        if target.exists():
+            freed += target.stat().st_size
+            target.unlink()
+        self._update_manifest(entry.id, None)
+        return freed
+
+
+_stores: dict[Path, ModelStore] = {}

@@ -1,0 +1,165 @@
+"""The speech-to-text job on real openai-whisper, a real tiny.en model and espeak-ng speech."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from ipyjobs import JobManager, JobState
+from ipyjobs.media.speech import FfmpegMissing, TranscribeJob
+from tests.engine.test_states import wait_until
+from tests.support.http_server import LoopbackServer
+from tests.support.whisper_model import speak, word_error_rate
+
+pytestmark = pytest.mark.anyio
+
+SENTENCES = [
+    "The weather today is sunny and warm.",
+    "Please open the window in the kitchen.",
+    "My brother works at the city library.",
+    "We will meet again next Monday morning.",
+    "The children are playing in the garden.",
+]
+#: Measured here: 0.086 over the five clips (wav, mp3, ogg); the bound leaves room for noise.
+WER_BOUND = 0.25
+FORMATS = ("wav", "mp3", "ogg", "wav", "mp3")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    for index, (sentence, fmt) in enumerate(zip(SENTENCES, FORMATS, strict=True)):
+        speak(sentence, folder / f"clip-{index}.{fmt}", fmt)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """About two minutes of speech: four 30-second windows to act between."""
+    folder = tmp_path_factory.mktemp("long")
+    return speak(" ".join(SENTENCES * 7), folder / "lecture.wav")
+
+
+def cue_times(text: str) -> list[float]:
+    """Every timestamp of an SRT (hh:mm:ss,mmm) or VTT ([hh:]mm:ss.mmm) file, in order."""
+    times = []
+    for h, m, s, ms in re.findall(r"(?:(\d+):)?(\d\d):(\d\d)[.,](\d\d\d)", text):
+        times.append(int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000)
+    return times
+
+
+async def test_a_folder_is_transcribed_after_a_nested_model_download(
+    manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    job = TranscribeJob(
+        str(clips), model="tiny.en-test", formats=["txt", "srt", "vtt", "json"],
+        output_dir=str(out), language="en",
+    )  # fmt: skip
+    handle = manager.dispatch(job)
+    summary = await handle
+    [download] = handle.children
+    assert download.kind == "models.download" and download.state is JobState.COMPLETED
+    assert summary["done"] == 5 and summary["failed"] == 0 and summary["skipped"] == 0
+    assert summary["audio_seconds"] > 5 and summary["real_time_factor"] > 0
+    assert len(summary["outputs"]) == 20
+    hypothesis = " ".join((out / f"clip-{i}.txt").read_text() for i in range(5))
+    wer = word_error_rate(" ".join(SENTENCES), hypothesis)
+    print(f"WER {wer:.3f}: {hypothesis!r}")
+    assert wer <= WER_BOUND
+    srt = (out / "clip-0.srt").read_text()
+    vtt = (out / "clip-0.vtt").read_text()
+    assert srt.startswith("1\n") and vtt.startswith("WEBVTT")
+    for times in (cue_times(srt), cue_times(vtt)):
+        assert times and times == sorted(times) and times[-1] > times[0]
+    assert not list(out.glob(".*.tmp"))
+
+
+async def test_bad_files_fail_alone(
+    manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for clip in sorted(clips.iterdir())[:2]:
+        (folder / clip.name).write_bytes(clip.read_bytes())
+    (folder / "corrupt.mp3").write_bytes(b"\xff\xfb" + bytes(range(256)) * 40)
+    (folder / "notes.wav").write_text("not audio, just some notes\n")
+    handle = manager.dispatch(TranscribeJob(str(folder), model="tiny.en-test", language="en"))
+    summary = await handle
+    assert handle.state is JobState.COMPLETED
+    assert (summary["done"], summary["failed"]) == (2, 2)
+    failed = {e.item: e.error for e in handle.item_errors}
+    assert set(failed) == {str(folder / "corrupt.mp3"), str(folder / "notes.wav")}
+    assert all("Failed to load audio" in text for text in failed.values())  # ffmpeg's words
+    assert not (folder / "notes.txt").exists()
+
+
+async def test_cancel_inside_a_file_stops_within_two_seconds_without_output(
+    manager: JobManager, mirror: LoopbackServer, long_clip: Path
+) -> None:
+    handle = manager.dispatch(TranscribeJob(str(long_clip), model="tiny.en-test"))
+    await wait_until(lambda: 0 < handle.tracker.done < 1, timeout=120)  # inside the file
+    started = time.monotonic()
+    handle.cancel()
+    assert await handle.join() is JobState.CANCELLED
+    assert time.monotonic() - started < 2
+    assert sorted(p.name for p in long_clip.parent.iterdir()) == ["lecture.wav"]
+
+
+async def test_pause_and_resume_inside_a_file(
+    manager: JobManager, mirror: LoopbackServer, long_clip: Path, tmp_path: Path
+) -> None:
+    handle = manager.dispatch(
+        TranscribeJob(
+            str(long_clip), model="tiny.en-test", output_dir=str(tmp_path), formats=["txt"]
+        )
+    )
+    await wait_until(lambda: 0 < handle.tracker.done < 1, timeout=120)
+    handle.pause()
+    await wait_until(lambda: handle.state is JobState.PAUSED, timeout=10)
+    done = handle.tracker.done
+    await anyio.sleep(1.5)
+    assert handle.tracker.done == done  # really waiting inside the file
+    handle.resume()
+    summary = await handle
+    assert summary["done"] == 1
+    assert "library" in (tmp_path / "lecture.txt").read_text().lower()
+
+
+async def test_an_interrupted_job_resumes_with_the_files_left(
+    ipyjobs_home: Path, mirror: LoopbackServer, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    job = TranscribeJob(str(clips), model="tiny.en-test", output_dir=str(out), formats=["txt"])
+    async with JobManager(ipyjobs_home, tick=0.02) as manager:
+        handle = manager.dispatch(job)
+        await wait_until(lambda: len(list(out.glob("*.txt"))) >= 2, timeout=120)
+    assert handle.state is JobState.INTERRUPTED
+    first_run = {p.name: p.stat().st_mtime_ns for p in out.glob("*.txt")}
+    assert 2 <= len(first_run) < 5
+    async with JobManager(ipyjobs_home, tick=0.02) as manager:
+        summary = await manager.resume(handle.id)
+    assert summary["skipped"] == len(first_run)
+    assert summary["done"] == 5 - len(first_run)
+    assert all(
+        (out / name).stat().st_mtime_ns == mtime for name, mtime in first_run.items()
+    )  # not transcribed again
+
+
+async def test_no_ffmpeg_fails_before_any_work(
+    manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    handle = manager.dispatch(TranscribeJob(str(clips), model="tiny.en-test"))
+    with pytest.raises(FfmpegMissing, match="apt-get install ffmpeg"):
+        await handle
+    assert handle.children == []  # not even the model download started
+
+
+def test_bad_options_are_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"choose from \['txt', 'srt', 'vtt', 'tsv', 'json'\]"):
+        TranscribeJob("x", formats=["docx"])
