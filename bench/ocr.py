@@ -31,10 +31,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ipyjobs import JobManager  # noqa: E402
-from ipyjobs.media import OcrJob  # noqa: E402
-from ipyjobs.media.tesseract import tesseract_cmd  # noqa: E402
-from tests.support import pages  # noqa: E402
+from ipyjobs import JobManager
+from ipyjobs.media import OcrJob
+from ipyjobs.media.tesseract import tesseract_cmd
+from tests.support import pages
 
 PAGES = 40
 SENTENCES = 2
@@ -56,9 +56,9 @@ def sequential(images: list[Path], out: Path, tessdata: str, threads: int | None
     out.mkdir()
     started = time.perf_counter()
     for image in images:
+        args = [tesseract_cmd(), str(image), str(out / image.stem), "--tessdata-dir", tessdata]
         subprocess.run(
-            [tesseract_cmd(), str(image), str(out / image.stem)]
-            + ["--tessdata-dir", tessdata, "-l", "eng", "txt"],
+            [*args, "-l", "eng", "txt"],
             env=env,
             check=True,
             capture_output=True,

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 case "$profile" in
   run) extras="speech,ocr"; debs="" ;;
-  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng espeak-ng" ;;
+  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core fonts-liberation" ;;
   *) echo "usage: scripts/setup.sh [run|test]" >&2; exit 2 ;;
 esac
 

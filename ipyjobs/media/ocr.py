@@ -257,8 +257,11 @@ class OcrJob(Job, kind="media.ocr"):
         for image, stem in zip(files, unique_stems(files, output_dir, roots), strict=True):
             if token is not None:
                 token.check()
-            stat = image.stat()
-            stamp = {"image": image.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            try:
+                stat = image.stat()
+                stamp = {"image": image.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            except OSError:  # gone meanwhile: its work reports why
+                stamp = {"image": image.name}
             task = FileTask(
                 image,
                 stem,
@@ -293,6 +296,8 @@ class OcrJob(Job, kind="media.ocr"):
                 result = await executor.run(ctx, ocr_file, task)
             except JobCancelled:
                 return  # the job is being cancelled; the checkpoint below raises it once
+            except Exception as exc:  # the executor's own failure: this file is not done
+                result = FileResult([], error_text(exc))
             finally:
                 slots.release()
             if result.error is None:

@@ -1,7 +1,7 @@
 """Models: the catalog, the on-disk store, the download job and ``ensure_model``."""
 
 from .catalog import FAMILIES, TESSDATA_BEST, TESSDATA_FAST, WHISPER, ModelEntry
-from .ensure import DownloadModel, ensure_model, ensure_tessdata
+from .ensure import DownloadModel, VerifyModel, ensure_model, ensure_tessdata
 from .errors import (
     ChecksumMismatch,
     DownloadError,
@@ -31,6 +31,7 @@ __all__ = [
     "NotEnoughSpace",
     "OfflineError",
     "UnknownModel",
+    "VerifyModel",
     "ensure_model",
     "ensure_tessdata",
 ]

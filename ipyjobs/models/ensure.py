@@ -164,3 +164,22 @@ async def ensure_tessdata(
     for entry, handle in handles:
         await _wait_for_download(ctx, entry, handle)
     return store.family_folder(entries[0].family)
+
+
+@dataclass
+class VerifyModel(Job, kind="models.verify"):
+    """Re-hash a ready model; a file that no longer matches is forgotten (see ``verify``)."""
+
+    model: str
+    home: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"Verify {ModelStore.at(self.home).entry(self.model).label}"
+
+    async def run(self, ctx: JobContext) -> bool:
+        store = ModelStore.at(self.home or ctx.manager.home)
+        ctx.progress(message="hashing")
+        ok = await store.verify(self.model)
+        ctx.log(f"{self.model}: {'verified' if ok else 'CORRUPT: forgotten, download it again'}")
+        return ok

@@ -11,6 +11,7 @@ import ipywidgets as widgets
 
 from ..engine import JobError, JobHandle, JobState
 from ..engine.text import format_progress
+from .sync import SentState
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class JobRow:
         self.box = widgets.VBox([self.line, self.details])
         self.last_sent = 0.0
         self._sent_status: str | None = None
-        self._sent: dict[int, dict[str, Any]] = {}
+        self._sent = SentState()
 
     @property
     def widgets(self) -> list[widgets.Widget]:
@@ -134,25 +135,11 @@ class JobRow:
 
     def in_sync(self) -> bool:
         """Whether the widgets show exactly what the job is now."""
-        return all(
-            self._sent.get(id(widget), {}).get(name) == value
-            for widget, values in self._desired()
-            for name, value in values.items()
-        )
+        return self._sent.matches(self._desired())
 
     def sync(self, now: float) -> int:
-        """Write the traits that changed, one message per widget; return the message count."""
-        messages = 0
-        for widget, values in self._desired():
-            sent = self._sent.setdefault(id(widget), {})
-            changed = {k: v for k, v in values.items() if sent.get(k) != v}
-            if not changed:
-                continue
-            with widget.hold_sync():
-                for name, value in changed.items():
-                    setattr(widget, name, value)
-            sent.update(changed)
-            messages += 1
+        """Write what changed; return how many comm messages that took."""
+        messages = self._sent.apply(self._desired())
         self._sent_status = self.handle.status
         if messages:
             self.last_sent = now

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from ipyjobs import JobManager, JobState
-from ipyjobs.media import OcrJob
+from ipyjobs.media import LocalExecutor, OcrJob
 from ipyjobs.media.tesseract import TesseractNotFound
 from ipyjobs.models import ModelStore
 from tests.support import pages
@@ -172,7 +172,23 @@ async def test_ocr_of_a_folder_in_every_format_then_skips_done_files(
     assert result["outputs"] == [str(output(stems[changed], fmt)) for fmt in ALL_FORMATS]
 
 
-async def test_outputs_next_to_images_keep_names_apart(manager: JobManager, tmp_path: Path) -> None:
+class CountingExecutor(LocalExecutor):
+    """The local executor, counting the files it was given."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.files: list[str] = []
+
+    async def run(self, ctx, fn, /, *args):
+        self.files.append(args[0].image.name)
+        return await super().run(ctx, fn, *args)
+
+
+async def test_outputs_next_to_images_keep_names_apart(
+    manager: JobManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = CountingExecutor(1)
+    monkeypatch.setattr(OcrJob, "executor", executor)
     folder = tmp_path / "inbox"
     first, second, third = pages.pages(3, sentences=2, seed=3)
     folder.mkdir()
@@ -183,6 +199,7 @@ async def test_outputs_next_to_images_keep_names_apart(manager: JobManager, tmp_
     result = await manager.dispatch(OcrJob([str(folder)], psm=3, oem=1))
 
     assert result["done"] == 3
+    assert sorted(executor.files) == ["notes.v2.bmp", "scan.jpg", "scan.png"]
     for name, page in (("scan.png", first), ("scan.jpg", second), ("notes.v2", third)):
         text = (folder / f"{name}.txt").read_text()
         assert pages.cer([(page.text, text)]) <= 0.05, (name, text)
