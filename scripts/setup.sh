@@ -2,16 +2,17 @@
 # Set up ipyjobs in a virtual environment at .venv (repo root). Idempotent: a stamp of
 # pyproject.toml skips pip when nothing changed.
 #
-#   scripts/setup.sh run    the package with its speech and OCR extras
-#   scripts/setup.sh test   the same plus the dev extra, and (as root) the Debian packages the
-#                           tests use: ffmpeg, tesseract-ocr(-eng), espeak-ng
+#   scripts/setup.sh run    the package with its speech, OCR and JupyterLab/Voila extras, and
+#                           (as root) ffmpeg and tesseract-ocr(-eng)
+#   scripts/setup.sh test   the same plus the dev extra, and (as root) what the tests use:
+#                           espeak-ng, fonts, chromium and chromium-driver
 set -euo pipefail
 profile="${1:-run}"
 cd "$(dirname "$0")/.."
 
 case "$profile" in
-  run) extras="speech,ocr"; debs="" ;;
-  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core fonts-liberation" ;;
+  run) extras="speech,ocr,lab"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng" ;;
+  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core fonts-liberation chromium chromium-driver" ;;
   *) echo "usage: scripts/setup.sh [run|test]" >&2; exit 2 ;;
 esac
 
