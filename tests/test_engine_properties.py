@@ -1,8 +1,9 @@
 """Property-based tests of the engine: random pause/resume/cancel over random job trees.
 
 Each example builds a small forest of jobs (roots spawning owned children, some dispatching a
-shared keyed job, some working in a worker thread), applies a random sequence of controls at
-random small delays, then releases whatever is still paused and checks, over the whole run:
+shared keyed job, some working in a worker thread, some waiting for a slot of a concurrency-limited
+group), applies a random sequence of controls at random small delays, then releases whatever is
+still paused and checks, over the whole run:
 
 (a) endings are final: no lifecycle event follows a job's Completed/Failed/Cancelled, and its
     handle's state never changes afterwards;
@@ -13,13 +14,18 @@ random small delays, then releases whatever is still paused and checks, over the
 (e) endings match what happened: a job fails only by its own error or a cancelled dependency,
     and is cancelled only if it or an owning ancestor was asked to stop.
 
-Every example runs its own ``JobManager`` in its own ``anyio.run`` with its own data folder.
+Every example runs its own ``JobManager`` in its own ``anyio.run`` (in a thread of its own, so a
+hang fails instead of blocking) with its own data folder. The manager's ``bus`` is replaced,
+before it starts, by a subclass that notes each lifecycle event as it is published, which gives
+exact orderings for (a), (b) and (d); a plain subscription checks (a) as subscribers see it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import tempfile
 import threading
@@ -150,6 +156,9 @@ class Spec:
     join_children: bool = False
     """Join the owned children explicitly (else the engine joins them after ``run``)."""
     children: tuple[Spec, ...] = ()
+    limited: bool = False
+    """Of the concurrency-limited group (leaves only: an owner holding a slot while its
+    limited children wait for one could deadlock by design)."""
 
 
 def work_in_thread(
@@ -184,7 +193,7 @@ class Node(Job, kind="test.properties.node"):
     async def run(self, ctx: Any) -> str:
         spec, recorder = self.spec, self.recorder
         recorder.step(ctx.job_id)
-        children = [ctx.spawn(Node(child, recorder)) for child in spec.children]
+        children = [ctx.spawn(node(child, recorder)) for child in spec.children]
         if spec.shared is not None:
             shared = ctx.dispatch(Shared(spec.shared, recorder))
             recorder.shared_of[ctx.job_id] = shared.id
@@ -200,6 +209,19 @@ class Node(Job, kind="test.properties.node"):
                 await child.join()
                 recorder.step(ctx.job_id)
         return ctx.job_id
+
+
+class LimitedNode(Node, kind="test.properties.limited"):
+    """A node of the concurrency-limited group: it may wait for a slot while queued."""
+
+    group = "test.properties.limited"
+
+
+LIMITS = {LimitedNode.group: 2}
+
+
+def node(spec: Spec, recorder: Recorder) -> Node:
+    return (LimitedNode if spec.limited else Node)(spec, recorder)
 
 
 #: Shared jobs by name: "loop" checkpoints on the loop, "thread" works in a worker thread.
@@ -232,7 +254,9 @@ class Shared(Job, kind="test.properties.shared"):
 # -- strategies --------------------------------------------------------------------------------
 
 
-def specs(children: st.SearchStrategy[tuple[Spec, ...]]) -> st.SearchStrategy[Spec]:
+def specs(
+    children: st.SearchStrategy[tuple[Spec, ...]], limited: st.SearchStrategy[bool]
+) -> st.SearchStrategy[Spec]:
     return st.builds(
         Spec,
         steps=st.integers(1, 6),
@@ -242,12 +266,15 @@ def specs(children: st.SearchStrategy[tuple[Spec, ...]]) -> st.SearchStrategy[Sp
         fail_at=st.none() | st.none() | st.integers(0, 5),
         join_children=st.booleans(),
         children=children,
+        limited=limited,
     )
 
 
-leaves = specs(st.just(()))
-middles = specs(st.lists(leaves, max_size=2).map(tuple))
-roots = specs(st.lists(middles | leaves, max_size=3).map(tuple))
+leaves = specs(st.just(()), limited=st.booleans())
+middles = specs(st.lists(leaves, max_size=2).map(tuple), limited=st.just(False))
+roots = specs(st.lists(middles | leaves, max_size=3).map(tuple), limited=st.booleans()).map(
+    lambda spec: dataclasses.replace(spec, limited=False) if spec.children else spec
+)
 forests = st.lists(roots, min_size=1, max_size=3)
 
 #: An operation: after a wait, one to three controls on one job in the same loop iteration (a
@@ -280,17 +307,18 @@ class Outcome:
     cancel_requested: set[str]
 
 
-async def run_example(forest: list[Spec], ops: list[Operation]) -> Outcome:
+async def run_example(forest: list[Spec], ops: list[Operation], probe: dict[str, Any]) -> Outcome:
     recorder = Recorder()
     cancel_requested: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="ipyjobs-prop-") as home:
-        manager = JobManager(home, tick=0.01, store_interval=0.05)
+        manager = JobManager(home, limits=LIMITS, tick=0.01, store_interval=0.05)
         manager.bus = RecordingBus(recorder, manager)
+        probe.update(manager=manager, loop=asyncio.get_running_loop())
         # Lifecycle events are never dropped, so the subscription is read once, at the end.
         with manager.bus.subscribe() as subscription:
             async with manager:
                 for spec in forest:
-                    manager.dispatch(Node(spec, recorder))
+                    manager.dispatch(node(spec, recorder))
 
                 handle = manager.handles[0]
                 for delay, index, actions in ops:
@@ -316,7 +344,7 @@ async def run_example(forest: list[Spec], ops: list[Operation]) -> Outcome:
                         handle.resume()
 
                 # (c) every handle resolves (shared jobs may outlive their dispatchers).
-                with anyio.fail_after(30):
+                with anyio.fail_after(JOIN_TIMEOUT):
                     while not all(handle.done for handle in manager.handles):
                         for handle in manager.handles:
                             await handle.join()
@@ -327,6 +355,75 @@ async def run_example(forest: list[Spec], ops: list[Operation]) -> Outcome:
                 if isinstance(event, events.LIFECYCLE):
                     stream.append(event)
     return Outcome(recorder, handles, stream, states_before_close, cancel_requested)
+
+
+#: Generous: an example's jobs take well under a second.
+JOIN_TIMEOUT = 10.0
+#: Beyond this an example is declared hung; it may be stuck where cancellation cannot reach
+#: (the manager waits for owned children in shielded scopes), hence a thread per example.
+EXAMPLE_TIMEOUT = 20.0
+
+
+def run_isolated(forest: list[Spec], ops: list[Operation]) -> Outcome:
+    """Run one example on its own event loop in its own thread, so a hang fails the example
+    (with a description of the stuck jobs) instead of hanging the test run."""
+    probe: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["outcome"] = anyio.run(run_example, forest, ops, probe, backend="asyncio")
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="ipyjobs property example", daemon=True)
+    thread.start()
+    thread.join(EXAMPLE_TIMEOUT)
+    if thread.is_alive():  # left behind, stuck: the test fails anyway
+        raise AssertionError(f"(c) the example hung for {EXAMPLE_TIMEOUT:g} s\n{describe(probe)}")
+    if "error" in result:
+        error = result["error"]
+        if isinstance(error, TimeoutError):
+            raise AssertionError(f"(c) some job never ended\n{describe(probe)}") from error
+        if not isinstance(error, AssertionError):
+            # A bare CancelledError here means an error in one of the manager's own tasks
+            # cancelled its task group (and the manager's exit lost that error).
+            raise AssertionError(f"the example raised {error!r}\n{describe(probe)}") from error
+        raise error
+    return result["outcome"]
+
+
+def describe(probe: dict[str, Any]) -> str:
+    """The jobs and tasks of a stuck example (read from another thread: a best effort)."""
+    lines = []
+    manager: JobManager | None = probe.get("manager")
+    for handle in manager.handles if manager is not None else []:
+        token = handle.token
+        lines.append(
+            f"  job {handle.id} {handle.kind} {handle.state.value} intent={handle.intent} "
+            f"parent={handle.parent_id} owned={handle.owned} paused={token.paused} "
+            f"cancelled={token.cancelled} parked={token.parked} "
+            f"children={[c.id for c in handle.children]}"
+        )
+    loop: asyncio.AbstractEventLoop | None = probe.get("loop")
+    try:
+        tasks = list(asyncio.all_tasks(loop)) if loop is not None else []
+    except RuntimeError:  # the set changed meanwhile
+        tasks = []
+    for task in tasks:
+        lines.append(f"  task {task.get_name()!r} at {' > '.join(awaiting(task.get_coro()))}")
+    return "\n".join(lines)
+
+
+def awaiting(coro: Any) -> list[str]:
+    """Where a task's chain of coroutines stands, outermost first."""
+    places = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            places.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return places
 
 
 # -- the invariants ----------------------------------------------------------------------------
@@ -373,15 +470,15 @@ def check(outcome: Outcome) -> None:
     def stop_reason(handle: JobHandle) -> bool:
         """It, or an owning ancestor, was asked to cancel, or an owning ancestor stopped early
         (an owned child does not outlive its owner)."""
-        node: JobHandle | None = handle
-        while node is not None:
-            if node.id in outcome.cancel_requested:
+        current: JobHandle | None = handle
+        while current is not None:
+            if current.id in outcome.cancel_requested:
                 return True
-            if node is not handle and node.state is not JobState.COMPLETED:
+            if current is not handle and current.state is not JobState.COMPLETED:
                 return True
-            if not node.owned:
+            if not current.owned:
                 return False
-            node = node.parent
+            current = current.parent
         return False
 
     for handle in handles:
@@ -415,16 +512,15 @@ def check(outcome: Outcome) -> None:
     assert not problems, "\n".join(problems)
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+# Normally a few seconds. On a hang, each shrinking step may wait EXAMPLE_TIMEOUT; Hypothesis
+# stops shrinking after 5 minutes, so the timeout leaves room for the report.
+@pytest.mark.timeout(600)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(forest=forests, ops=operations)
 def test_random_controls_keep_the_engine_invariants(
     forest: list[Spec], ops: list[Operation]
 ) -> None:
-    check(anyio.run(run_example, forest, ops, backend="asyncio"))
+    check(run_isolated(forest, ops))
 
 
 # -- found by the property test, kept as plain regression tests --------------------------------

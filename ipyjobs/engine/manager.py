@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 import time
 import uuid
 import weakref
@@ -36,6 +37,9 @@ from .progress import Progress
 from .state import Intent, JobState, is_legal
 from .store import JobRecord, JobStore
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 log = logging.getLogger(__name__)
 
 _LIFECYCLE_EVENT = {
@@ -45,6 +49,13 @@ _LIFECYCLE_EVENT = {
     JobState.INTERRUPTED: events.Interrupted,
     JobState.PAUSED: events.Paused,
 }
+
+
+def _only_cancellations(exc: BaseException) -> bool:
+    """A ``JobCancelled``, or a group of them (from a task group inside the job)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellations(e) for e in exc.exceptions)
+    return isinstance(exc, JobCancelled)
 
 
 def _to_json(value: Any) -> str:
@@ -230,11 +241,6 @@ class JobManager:
                         limiter.release()
             if scope.cancelled_caught:
                 ending = self._stopped_state(handle)
-        except JobCancelled as exc:
-            if handle._intent is Intent.CANCELLING or handle._interrupting:
-                ending = self._stopped_state(handle)
-            else:  # a dependency was cancelled: this job did not get what it needed
-                ending, error = JobState.FAILED, exc
         except anyio.get_cancelled_exc_class():
             # The manager's own scope was cancelled (its host is shutting down).
             handle._interrupting = True
@@ -243,7 +249,11 @@ class JobManager:
             self._finish(handle, JobState.INTERRUPTED)
             raise
         except Exception as exc:
-            ending, error = JobState.FAILED, exc
+            stopping = handle._intent is Intent.CANCELLING or handle._interrupting
+            if stopping and _only_cancellations(exc):
+                ending = self._stopped_state(handle)
+            else:  # a JobCancelled of a dependency means this job did not get what it needed
+                ending, error = JobState.FAILED, exc
         if ending is not JobState.COMPLETED:
             with anyio.CancelScope(shield=True):
                 await self._stop_children(handle)

@@ -7,7 +7,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,15 +38,41 @@ def discover(inputs: str | Path | Iterable[str | Path], extensions: Iterable[str
     return list(found)
 
 
-def output_stem(file: Path, output_dir: Path | None, roots: Iterable[Path] = ()) -> Path:
-    """Where a file's outputs go, without suffix: next to the file, or in ``output_dir`` keeping
-    the file's path below the input folder it was found in (so equal names do not collide)."""
+def _output_stem(file: Path, output_dir: Path | None, roots: list[Path]) -> Path:
     if output_dir is None:
         return file.with_suffix("")
     for root in roots:
         if root.is_dir() and file.is_relative_to(root):
             return output_dir / file.relative_to(root).with_suffix("")
     return output_dir / file.stem
+
+
+def output_stems(
+    files: Sequence[Path], output_dir: Path | None, inputs: str | Path | Iterable[str | Path]
+) -> list[Path]:
+    """Where each file's outputs go, without suffix: next to the file, or in ``output_dir``
+    keeping the file's path below the input folder it was found in.
+
+    Stems are unique: ``scan.png`` and ``scan.tif`` in one folder would both write
+    ``scan.txt``, so colliding stems keep the file's suffix (``scan.png.txt``); equal names
+    from different inputs into one ``output_dir`` get ``-2``, ``-3``. Build output names as
+    ``stem.with_name(stem.name + ".txt")``: ``with_suffix`` would eat a dotted stem.
+    """
+    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    roots = [Path(p).expanduser() for p in paths]
+    stems = [_output_stem(f, output_dir, roots) for f in files]
+    counts = Counter(stems)
+    used: set[Path] = set()
+    unique = []
+    for file, stem in zip(files, stems, strict=True):
+        if counts[stem] > 1:
+            stem = stem.with_name(f"{stem.name}{file.suffix.lower()}")
+        candidate, n = stem, 2
+        while candidate in used:
+            candidate, n = stem.with_name(f"{stem.name}-{n}"), n + 1
+        used.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 @contextmanager

@@ -15,8 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,16 @@ from ..engine import Job, JobCancelled, JobContext, current_token
 from ..engine.handle import error_text
 from ..models import ModelStore, ensure_tessdata
 from . import tesseract
-from .batch import DoneMarker, discover, fingerprint, output_stem
+from .batch import DoneMarker, discover, fingerprint, output_stems
 from .executor import Executor, LocalExecutor
 
 #: Image types searched for in folders (files named explicitly are always taken).
 EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
 VARIANTS = ("fast", "best")
+NOT_AN_IMAGE = (
+    "not an image file: no PNG, JPEG, TIFF, BMP, GIF, WebP, JPEG 2000 or PNM header "
+    "(tesseract would read it as a list of image paths)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,15 @@ def ocr_file(task: FileTask) -> FileResult:
     A failure returns tesseract's message and leaves no output. On cancel (``JobCancelled``
     from the running process) the temporary folder is removed as well.
     """
-    if not tesseract.is_image(task.image):
-        return FileResult([], "not an image file (no PNG, JPEG, TIFF, BMP, GIF or WebP header)")
-    task.stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{task.stem.name}.", suffix=".ocr", dir=task.stem.parent))
     try:
-        base = tmp / "out"
+        if not tesseract.is_image(task.image):
+            return FileResult([], NOT_AN_IMAGE)
+        task.stem.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{task.stem.name}.", suffix=".ocr", dir=task.stem.parent)
+    except OSError as exc:  # unreadable image, output folder not writable...
+        return FileResult([], error_text(exc))
+    try:
+        base = Path(tmp) / "out"
         args = tesseract.command(
             task.image,
             base,
@@ -102,31 +108,10 @@ def ocr_file(task: FileTask) -> FileResult:
         details = {"image": str(task.image), "pages": task.pages, "seconds": round(seconds, 3)}
         DoneMarker(task.stem, task.fingerprint).write(outputs, details)
         return FileResult([str(p) for p in outputs])
-    except OSError as exc:  # unreadable image, output folder not writable...
+    except OSError as exc:
         return FileResult([], error_text(exc))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def unique_stems(
-    files: Sequence[Path], output_dir: Path | None, roots: Iterable[Path]
-) -> list[Path]:
-    """Output stems, made unique: ``scan.png`` and ``scan.tif`` in one folder would both write
-    ``scan.txt``, so colliding stems keep the image's suffix (``scan.png.txt``)."""
-    roots = list(roots)
-    stems = [output_stem(f, output_dir, roots) for f in files]
-    counts = Counter(stems)
-    used: set[Path] = set()
-    unique = []
-    for file, stem in zip(files, stems, strict=True):
-        if counts[stem] > 1:
-            stem = stem.with_name(f"{stem.name}{file.suffix.lower()}")
-        candidate, n = stem, 2
-        while candidate in used:  # equal names from different roots into one output_dir
-            candidate, n = stem.with_name(f"{stem.name}-{n}"), n + 1
-        used.add(candidate)
-        unique.append(candidate)
-    return unique
 
 
 def _as_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
@@ -252,9 +237,8 @@ class OcrJob(Job, kind="media.ocr"):
         """Split the files into those to do and those done before with the same settings."""
         token = current_token()
         output_dir = None if self.output_dir is None else Path(self.output_dir).expanduser()
-        roots = [Path(p).expanduser() for p in self._paths]
         todo, skipped = [], []
-        for image, stem in zip(files, unique_stems(files, output_dir, roots), strict=True):
+        for image, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
             if token is not None:
                 token.check()
             try:

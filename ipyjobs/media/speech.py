@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ..engine import Job, JobContext
 from ..engine.handle import error_text
 from ..models import ModelStore, ensure_model
-from .batch import DoneMarker, atomic_path, discover, fingerprint, output_stem
+from .batch import DoneMarker, atomic_path, discover, fingerprint, output_stems
 from .executor import Executor, LocalExecutor
 from .whisper_runtime import default_device, load_model, reporting_frames
 
@@ -101,7 +101,6 @@ class TranscribeJob(Job, kind="media.transcribe"):
         model_path = await ensure_model(ctx, self.model)
         entry = ModelStore.at(ctx.manager.home).entry(self.model)
         files = discover(self.inputs, self.extensions)
-        roots = [Path(p) for p in ([self.inputs] if isinstance(self.inputs, str) else self.inputs)]
         output_dir = Path(self.output_dir) if self.output_dir else None
         device = default_device() if self.device == "auto" else self.device
         options = self._decode_options(device)
@@ -109,9 +108,9 @@ class TranscribeJob(Job, kind="media.transcribe"):
         ctx.log(f"{len(files)} file(s) to transcribe with {entry.label} on {device}")
         summary: dict[str, Any] = {"done": 0, "failed": 0, "skipped": 0, "audio_seconds": 0.0}
         outputs: list[str] = []
-        for index, file in enumerate(files):
+        stems = output_stems(files, output_dir, self.inputs)
+        for index, (file, stem) in enumerate(zip(files, stems, strict=True)):
             await ctx.checkpoint()
-            stem = output_stem(file, output_dir, roots)
             marker = DoneMarker(stem, fingerprint(settings))
             if marker.is_done():
                 summary["skipped"] += 1

@@ -244,7 +244,8 @@ class Catalog:
         return (
             f"unknown model {name!r}.{hint} Whisper models: {whisper}, and the aliases large "
             "and turbo. Tesseract data: 'tessdata_fast/<lang>' or 'tessdata_best/<lang>' with a "
-            "language code such as eng or deu. Your own files: ipyjobs.models.register(...)."
+            "language code such as eng or deu. Your own files: "
+            "ModelStore.at().register(ModelEntry(...))."
         )
 
     def register(self, entry: ModelEntry) -> ModelEntry:

@@ -12,9 +12,10 @@ crash the part file may hold more than the sidecar says, never less. Syncing eve
 while the transfer runs also means the final ``fsync`` before the rename has little left to do.
 
 Hashing follows the writes: a batch that lands exactly at the hashed position is hashed from
-memory right after it is written (always the case for a single stream, so the file is never read
-back); anything else is read back from the page cache once it is contiguous with the hashed
-prefix. Both happen in worker threads; the event loop only schedules.
+memory right after it is written (always the case for a single stream, so nothing is read back);
+bytes of later pieces are read back from disk once they are contiguous with the hashed prefix.
+Both happen in worker threads; the event loop only schedules. The I/O itself is in
+:mod:`.diskio`.
 """
 
 from __future__ import annotations
@@ -29,21 +30,14 @@ from pathlib import Path
 
 import anyio
 
+from .diskio import HASH_STEP, DiskFile
+
 log = logging.getLogger(__name__)
 
-#: Hash at most this much per worker-thread call, so a cancel waits for one step at most.
-HASH_STEP = 64 << 20
-#: Read-back buffer for hashing from disk.
-_READ_BLOCK = 4 << 20
 #: Sync the part file and save the sidecar after this many new bytes ...
 SYNC_BYTES = 48 << 20
 #: ... or after this many seconds with unsynced bytes.
 SYNC_SECONDS = 1.0
-#: Bytes per write: each stream fills a buffer of this size while the previous is written.
-BATCH = 4 << 20
-#: Buffers per stream: one filling, the others queued or being written.
-BUFFERS = 3
-_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 _SIDECAR_VERSION = 1
 
 
@@ -165,74 +159,74 @@ class PartFile:
         self.path = part_path(dest)
         self.sidecar = sidecar_path(dest)
         self.state: Sidecar | None = None
-        self._fd: int | None = None
-        self._hash = hashlib.sha256()
-        self._hashed = 0
-        self._hash_lock = threading.Lock()  # guards _hash and _hashed across worker threads
-        self._unsynced = 0
-        self._dropped = 0  # bytes from 0 dropped from the page cache
+        self._file: DiskFile | None = None
+        self._hash_lock = threading.Lock()  # guards the hash across worker threads
         self._sync_lock = anyio.Lock()
         self._written = _Signal()
+        self._forget_bytes()
+
+    def _forget_bytes(self) -> None:
+        self._hash = hashlib.sha256()
+        self._hashed = 0  # the hash covers bytes [0, _hashed)
+        self._unsynced = 0  # bytes written since the last sync
+        self._dropped = 0  # bytes [0, _dropped) were dropped from the page cache
+
+    @property
+    def file(self) -> DiskFile:
+        assert self._file is not None, "the part file is not open"
+        return self._file
 
     # -- opening and planning ----------------------------------------------------------------
 
     def open(self, url: str, sha256: str | None, size: int | None) -> Sidecar | None:
         """Open the part file, adopting the partial download found on disk if it belongs to
-        this transfer (same URL, hash and size, sidecar consistent with the file); otherwise
-        delete what is there. Returns the adopted state."""
+        this transfer (same URL, hash and size, and the file as long as the sidecar says);
+        otherwise delete what is there. Returns the adopted state."""
         state = read_sidecar(self.dest)
-        if state is not None and (state.url, state.sha256) == (url, sha256):
-            if size is not None and state.size != size:
+        if state is not None and (
+            (state.url, state.sha256) != (url, sha256) or (size and state.size != size)
+        ):
+            state = None
+        if state is not None:
+            length = self.path.stat().st_size if self.path.exists() else -1
+            if any(segment.position > length for segment in state.segments):
+                log.warning("%s is shorter than its sidecar says; starting over", self.path)
                 state = None
-        else:
-            state = None
-        try:
-            if state is not None:
-                length = self.path.stat().st_size
-                if any(s.position > length for s in state.segments):
-                    log.warning("%s is shorter than its sidecar says; starting over", self.path)
-                    state = None
-        except FileNotFoundError:
-            state = None
         if state is None:
             self.remove()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._file = DiskFile(self.path)
         self.state = state
         return state
 
     def start(self, state: Sidecar) -> None:
         """Begin a fresh download described by ``state``: empty the part file (sized to the
         total when known, so syncs never change its length), reset the hash, save the sidecar."""
-        assert self._fd is not None
-        os.ftruncate(self._fd, 0)
+        self.file.truncate(0)
         if state.total:
-            os.ftruncate(self._fd, state.total)
+            self.file.truncate(state.total)
         self.state = state
-        self._hash, self._hashed, self._unsynced, self._dropped = hashlib.sha256(), 0, 0, 0
+        self._forget_bytes()
         self.sidecar.write_text(state.to_json())
 
     def reset(self) -> None:
         """Forget everything received: the next pass starts from byte 0."""
         self.state = None
-        self._hash, self._hashed, self._unsynced, self._dropped = hashlib.sha256(), 0, 0, 0
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+        self._forget_bytes()
+        self.file.truncate(0)
         self.sidecar.unlink(missing_ok=True)
 
     # -- writing, hashing, syncing -----------------------------------------------------------
 
     async def write(self, segment: Segment, data: memoryview) -> None:
-        """Write ``data`` at ``segment.position`` from a worker thread, then count it as done."""
+        """Write ``data`` at ``segment.position`` from a worker thread, then count it as done.
+        ``data`` is laid out in memory like the file (see :class:`~.diskio.DiskFile`)."""
         await anyio.to_thread.run_sync(self._write_blocking, segment.position, data)
         segment.done += len(data)
         self._unsynced += len(data)
         self._written.notify()
 
     def _write_blocking(self, offset: int, data: memoryview) -> None:
-        assert self._fd is not None
-        written = 0
-        while written < len(data):
-            written += os.pwrite(self._fd, data[written:], offset + written)
+        self.file.write(data, offset)
         # Hash from memory if this batch continues the hashed prefix; never wait for the lock
         # (the read-back hasher holds it briefly and will pick these bytes up from disk).
         if self._hashed == offset and self._hash_lock.acquire(blocking=False):
@@ -257,18 +251,10 @@ class PartFile:
         await anyio.to_thread.run_sync(self._hash_blocking, target)
 
     def _hash_blocking(self, target: int) -> None:
-        assert self._fd is not None
-        buffer = memoryview(bytearray(_READ_BLOCK))
-        while True:
-            with self._hash_lock:
-                position = self._hashed
-                if position >= target:
-                    return
-                n = os.preadv(self._fd, [buffer[: min(_READ_BLOCK, target - position)]], position)
-                if n <= 0:
-                    raise OSError(f"{self.path} ends at byte {position}, expected {target}")
-                self._hash.update(buffer[:n])
-                self._hashed = position + n
+        with self._hash_lock:
+            if self._hashed < target:
+                self.file.hash_range(self._hash, self._hashed, target)
+                self._hashed = target
 
     async def keep_synced(self) -> None:
         """Sync and save the sidecar every ``SYNC_BYTES`` or ``SYNC_SECONDS``; runs until
@@ -282,7 +268,7 @@ class PartFile:
 
     async def sync(self) -> None:
         """Make the bytes written so far durable, then record them in the sidecar."""
-        if self.state is None or self._fd is None:
+        if self.state is None or self._file is None:
             return
         async with self._sync_lock:
             text, pending = self.state.to_json(), self._unsynced
@@ -290,30 +276,31 @@ class PartFile:
             self._unsynced -= pending
 
     def _sync_blocking(self, text: str) -> None:
-        assert self._fd is not None
-        os.fdatasync(self._fd)
+        self.file.sync()
         temporary = self.sidecar.with_name(self.sidecar.name + ".tmp")
         temporary.write_text(text)
         os.replace(temporary, self.sidecar)
-        # Synced and hashed bytes are not needed in memory any more: dropping them from the page
-        # cache keeps a multi-GB download from evicting everything else, and lets the next
-        # writes reuse the freed pages (much cheaper than fresh ones, notably in VMs).
+        # Synced and hashed bytes are not needed in memory: dropping what the page cache holds
+        # of them keeps a multi-GB download from pushing out everything else.
         hashed = self._hashed
-        if hashed > self._dropped and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._fd, self._dropped, hashed - self._dropped, _DONTNEED)
-            self._dropped = hashed
+        self.file.drop_cache(self._dropped, hashed)
+        self._dropped = max(self._dropped, hashed)
 
     # -- the end -------------------------------------------------------------------------------
 
     async def finish(self) -> tuple[str, int]:
         """Hash what is not hashed yet, trim and fsync the part file; return (sha256, size)."""
-        assert self.state is not None and self._fd is not None
+        assert self.state is not None
         size = self.state.contiguous()
         while self._hashed < size:
             await self._hash_from_disk(min(size, self._hashed + HASH_STEP))
-        fd = self._fd
-        await anyio.to_thread.run_sync(_trim_and_fsync, fd, size)
+        await anyio.to_thread.run_sync(self._trim_and_fsync, size)
         return self._hash.hexdigest(), size
+
+    def _trim_and_fsync(self, size: int) -> None:
+        if self.file.size() != size:
+            self.file.truncate(size)
+        os.fsync(self.file.fd)
 
     async def commit(self) -> None:
         """Atomically move the finished part file to ``dest`` and drop the sidecar."""
@@ -326,9 +313,9 @@ class PartFile:
         _fsync_folder(self.dest.parent)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def remove(self) -> None:
         """Close and delete the part file and its sidecar."""
@@ -336,96 +323,6 @@ class PartFile:
         self.state = None
         for path in (self.path, self.sidecar):
             path.unlink(missing_ok=True)
-
-
-class BatchWriter:
-    """Collects one stream's bytes in buffers and writes each full buffer from a worker thread
-    while the stream goes on receiving into the next one.
-
-    Copying chunks into a few reused buffers costs one memcpy, and saves the worker thread from
-    a GIL hand-over per small chunk (which, with the loop busy, costs far more). ``add`` waits
-    only when every buffer is full or being written. ``flush`` writes what is buffered and waits
-    until all of it is on disk, so ``segment.done`` counts it; call it (shielded) before giving
-    up a segment. A write error is raised by the next ``add`` or ``flush``. The writes are
-    shielded: a cancel never loses bytes that were handed over.
-    """
-
-    def __init__(self, part: PartFile) -> None:
-        self._part = part
-        self._free: list[bytearray] = []
-        self._send, self._receive = anyio.create_memory_object_stream[
-            tuple[Segment, bytearray, int]
-        ](BUFFERS)
-        self._returned = anyio.Semaphore(BUFFERS)  # counts buffers not queued for writing
-        self._buffer: memoryview | None = None
-        self._filled = 0
-        self._error: Exception | None = None
-        self._group = anyio.create_task_group()
-
-    async def __aenter__(self) -> BatchWriter:
-        await self._group.__aenter__()
-        self._group.start_soon(self._drain)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._send.close()  # the drain task writes what is queued, then ends
-        await self._group.__aexit__(None, None, None)
-
-    async def add(self, segment: Segment, chunk: bytes) -> None:
-        """Buffer ``chunk``, the next bytes of ``segment``."""
-        data = memoryview(chunk)
-        while data:
-            if self._buffer is None:
-                self._raise_error()
-                await self._returned.acquire()
-                self._buffer = memoryview(self._free.pop() if self._free else bytearray(BATCH))
-            n = min(len(data), BATCH - self._filled)
-            self._buffer[self._filled : self._filled + n] = data[:n]
-            self._filled += n
-            data = data[n:]
-            if self._filled == BATCH:
-                self._submit(segment)
-
-    async def flush(self, segment: Segment) -> None:
-        """Write what is buffered for ``segment`` and wait until everything is on disk."""
-        if self._buffer is not None:
-            self._submit(segment)
-        with anyio.CancelScope(shield=True):
-            for _ in range(BUFFERS):  # all buffers back: nothing is being written
-                await self._returned.acquire()
-            for _ in range(BUFFERS):
-                self._returned.release()
-        self._raise_error()
-
-    def _submit(self, segment: Segment) -> None:
-        assert self._buffer is not None
-        self._send.send_nowait((segment, self._buffer.obj, self._filled))  # type: ignore[arg-type]
-        self._buffer, self._filled = None, 0
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    async def _drain(self) -> None:
-        # Shielded: queued buffers are written even on cancel; it ends once _send is closed.
-        with anyio.CancelScope(shield=True):
-            async with self._receive:
-                async for segment, buffer, size in self._receive:
-                    try:
-                        if self._error is None:
-                            await self._part.write(segment, memoryview(buffer)[:size])
-                    except Exception as exc:
-                        self._error = exc
-                    finally:
-                        self._free.append(buffer)
-                        self._returned.release()
-
-
-def _trim_and_fsync(fd: int, size: int) -> None:
-    if os.fstat(fd).st_size != size:
-        os.ftruncate(fd, size)
-    os.fsync(fd)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -440,29 +337,3 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-async def sha256_of(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, hashed in worker-thread steps (cancellable between steps)."""
-    hasher = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        position = 0
-        while position < size:
-            step = min(size, position + HASH_STEP)
-            await anyio.to_thread.run_sync(_hash_range, fd, hasher, position, step)
-            position = step
-    finally:
-        os.close(fd)
-    return hasher.hexdigest(), size
-
-
-def _hash_range(fd: int, hasher: hashlib._Hash, start: int, end: int) -> None:
-    buffer = memoryview(bytearray(min(_READ_BLOCK, end - start)))
-    while start < end:
-        n = os.preadv(fd, [buffer[: min(len(buffer), end - start)]], start)
-        if n <= 0:
-            raise OSError(f"file ended at byte {start}, expected {end}")
-        hasher.update(buffer[:n])
-        start += n

@@ -32,8 +32,9 @@ import anyio
 import httpx
 
 from ..engine import JobContext
+from .diskio import BatchWriter
 from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
-from .partfile import BatchWriter, PartFile, Segment, Sidecar
+from .partfile import PartFile, Segment, Sidecar
 
 if TYPE_CHECKING:
     from .download import RetryPolicy, Transfer

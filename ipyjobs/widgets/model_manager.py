@@ -38,7 +38,8 @@ class ModelRow:
         self.entry = info.entry
         self.panel = panel
         self.label = widgets.HTML()
-        self.bar = widgets.FloatProgress(min=0, max=1, layout=widgets.Layout(width="140px"))
+        bar_layout = widgets.Layout(width="140px", flex="0 0 auto")
+        self.bar = widgets.FloatProgress(min=0, max=1, layout=bar_layout)
         self.download = self._button("Download", "download", self._download)
         self.cancel = self._button("Cancel", "stop", self._cancel)
         self.verify = self._button("Verify", "check", self._verify)
@@ -53,7 +54,8 @@ class ModelRow:
         self._sent = SentState()
 
     def _button(self, text: str, icon: str, action: Any) -> widgets.Button:
-        button = widgets.Button(description=text, icon=icon, layout=widgets.Layout(width="auto"))
+        layout = widgets.Layout(width="auto", flex="0 0 auto")  # never squeezed to "Do..."
+        button = widgets.Button(description=text, icon=icon, layout=layout)
         button.on_click(lambda _: self.panel._act(action))
         return button
 

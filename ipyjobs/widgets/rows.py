@@ -31,7 +31,9 @@ LOG_LINES = 10
 
 
 def _button(description: str, icon: str, action: Callable[[], Any]) -> widgets.Button:
-    button = widgets.Button(description=description, icon=icon, layout=widgets.Layout(width="auto"))
+    # flex 0 0 auto: a long label wraps instead of squeezing the buttons to "Pa..."
+    layout = widgets.Layout(width="auto", flex="0 0 auto")
+    button = widgets.Button(description=description, icon=icon, layout=layout)
 
     def clicked(_: widgets.Button) -> None:
         try:
@@ -51,7 +53,8 @@ class JobRow:
         self.handle = handle
         self.depth = depth
         self.label = widgets.HTML()  # title, status, progress figures, current item
-        self.bar = widgets.FloatProgress(min=0, max=1, layout=widgets.Layout(width="180px"))
+        bar_layout = widgets.Layout(width="180px", flex="0 0 auto")
+        self.bar = widgets.FloatProgress(min=0, max=1, layout=bar_layout)
         self.pause = _button("Pause", "pause", handle.pause)
         self.resume = _button("Resume", "play", handle.resume)
         self.cancel = _button("Cancel", "stop", handle.cancel)

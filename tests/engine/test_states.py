@@ -182,3 +182,29 @@ async def test_intent_shows_until_the_thread_stops(manager: JobManager) -> None:
 async def test_dispatch_rejects_non_jobs(manager: JobManager) -> None:
     with pytest.raises(TypeError, match=r"ipyjobs\.Job"):
         manager.dispatch(lambda: None)  # type: ignore[arg-type]
+
+
+async def test_a_job_whose_worker_threads_stop_on_cancel_ends_cancelled(
+    manager: JobManager,
+) -> None:
+    """Each thread raises JobCancelled; the job's task group gathers them in a group."""
+    import time as _time
+
+    from ipyjobs import current_token
+
+    def work() -> None:
+        while True:
+            current_token().check()
+            _time.sleep(0.01)
+
+    class Fanout(Steps, kind="test.fanout"):
+        async def run(self, ctx):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(ctx.run_sync, work)
+
+    handle = manager.dispatch(Fanout())
+    await wait_until(lambda: handle.state is R)
+    await anyio.sleep(0.05)
+    handle.cancel()
+    assert await handle.join() is X
