@@ -139,7 +139,7 @@ async def ensure_model(ctx: JobContext, name: str) -> Path:
         return path
     if offline() and not store.reuse_candidates(entry):
         raise offline_error(store, entry)
-    handle = ctx.dispatch(DownloadModel(entry.id))
+    handle = ctx.dispatch(DownloadModel(entry.id, str(ctx.manager.home)))
     size = f"{entry.size / 1e6:.0f} MB" if entry.size else "size unknown"
     ctx.log(f"{entry.label} not found: downloading it ({size}) in job {handle.id}")
     path = await _wait_for_download(ctx, entry, handle)
@@ -160,7 +160,7 @@ async def ensure_tessdata(
         for entry in missing:
             if not store.reuse_candidates(entry):
                 raise offline_error(store, entry)
-    handles = [(e, ctx.dispatch(DownloadModel(e.id))) for e in missing]
+    handles = [(e, ctx.dispatch(DownloadModel(e.id, str(ctx.manager.home)))) for e in missing]
     for entry, handle in handles:
         await _wait_for_download(ctx, entry, handle)
     return store.family_folder(entries[0].family)
