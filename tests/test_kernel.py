@@ -6,6 +6,7 @@ one by one through a blocking client, as a notebook front end would send them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from jupyter_client import BlockingKernelClient, KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+
+from ipyjobs import JobManager, JobState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -104,9 +107,10 @@ class Kernel:
         return self.run(expression, **kwargs).result
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    root = tmp_path_factory.mktemp("kernel")
+@contextlib.contextmanager
+def running_kernel(root: Path) -> Iterator[tuple[Kernel, KernelManager]]:
+    """A kernel of this venv's python with ``IPYJOBS_HOME`` under ``root``, shut down on exit
+    (politely: a shutdown request, then jupyter_client's terminate/kill after a grace time)."""
     # A kernelspec of our own, so the kernel is this venv's python whatever else is installed.
     spec_dir = root / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
@@ -125,12 +129,19 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
         client.start_channels()
         try:
             client.wait_for_ready(timeout=60)
-            yield Kernel(client, home)
+            yield Kernel(client, home), manager
         finally:
             client.stop_channels()
     finally:
-        manager.shutdown_kernel(now=False)
+        if manager.is_alive():
+            manager.shutdown_kernel(now=False)
         assert not manager.is_alive()
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    with running_kernel(tmp_path_factory.mktemp("kernel")) as (kernel, _):
+        yield kernel
 
 
 def test_kernel_is_this_venv(kernel: Kernel) -> None:
@@ -188,3 +199,26 @@ def test_await_in_a_cell_gives_the_output(kernel: Kernel) -> None:
     assert cell.stdout == "output: slept 0.3 s\n"
     assert kernel.value("h2.state.value") == "'completed'"
     assert kernel.value("h2.progress.fraction") == "1.0"
+
+
+def test_shutdown_is_prompt_and_flushes_the_store(tmp_path: Path) -> None:
+    with running_kernel(tmp_path) as (kernel, manager):
+        kernel.run(DEFINE_JOB)
+        kernel.run("first = ipyjobs.jobs().dispatch(KernelSleep(0.05))")
+        # Until the ticker has written the store once, from the writer thread.
+        kernel.run(
+            "while ipyjobs.jobs().store.get(first.id) is None:\n    await asyncio.sleep(0.05)",
+            timeout=10,
+        )
+        # Ends right before the shutdown: only the final flush can store its ending.
+        kernel.run("last = ipyjobs.jobs().dispatch(KernelSleep(0.05))\nawait last")
+        last_id = kernel.value("last.id").strip("'")
+        started = time.monotonic()
+        manager.shutdown_kernel(now=False)
+        shutdown_took = time.monotonic() - started
+    reader = JobManager(kernel.home)  # reads the store the kernel left
+    try:
+        assert reader.record(last_id).state is JobState.COMPLETED
+    finally:
+        reader.store.close()
+    assert shutdown_took < 2.0

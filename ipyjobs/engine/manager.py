@@ -35,7 +35,7 @@ from .limits import PriorityLimiter
 from .paths import data_home
 from .progress import Progress
 from .state import Intent, JobState, is_legal
-from .store import JobRecord, JobStore
+from .store import JobRecord, JobStore, StoreWriter
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -84,6 +84,7 @@ class JobManager:
         self.session = uuid.uuid4().hex
         self.bus = events.EventBus()
         self.store = JobStore(self.home / "jobs", self.session) if persist else None
+        self._writer = StoreWriter(self.store) if self.store else None
         self.interrupted_at_start = self.store.mark_orphans_interrupted() if self.store else []
         self._limiters = {group: PriorityLimiter(n) for group, n in (limits or {}).items()}
         self._tick = tick
@@ -111,7 +112,12 @@ class JobManager:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        except BaseException as exc:  # still leave the task group, then report the real error
+            if await self._host.__aexit__(type(exc), exc, exc.__traceback__):
+                return True
+            raise
         return await self._host.__aexit__(*exc_info)
 
     def start_in_background(self) -> None:
@@ -301,7 +307,12 @@ class JobManager:
         handle._intent = None
         handle._scope = None
         self._pausing.discard(handle)
-        self._set_state(handle, state, None if error is None else error_text(error))
+        try:
+            self._set_state(handle, state, None if error is None else error_text(error))
+        except InvalidTransition:
+            # An engine bug must not take the manager, and every other job, down with it.
+            log.exception("ipyjobs engine error while ending job %s", handle.id)
+            handle._state = state
         if handle.key is not None and self._by_key.get(handle.key) is handle:
             del self._by_key[handle.key]
         handle._set_finished()
@@ -546,7 +557,7 @@ class JobManager:
                     self._pause_took_effect(handle)
                 if self.store is not None and time.monotonic() - last_write >= self._store_interval:
                     last_write = time.monotonic()
-                    await self._write_store()
+                    self._write_store()
 
     def _flush_progress(self) -> None:
         now = time.monotonic()
@@ -577,20 +588,18 @@ class JobManager:
         self._dirty = set()
         return rows, history
 
-    async def _write_store(self) -> None:
+    def _write_store(self) -> None:
+        """Hand the batch to the writer thread (the ticker does not wait for it)."""
         rows, history = self._take_batch()
         if rows or history:
-            try:
-                await anyio.to_thread.run_sync(self.store.write, rows, history)
-            except Exception:
-                log.exception("could not write the job store at %s", self.store.folder)
+            self._writer.submit(rows, history)
 
     def _write_store_now(self) -> None:
+        """Write everything recorded so far, and wait for it."""
         if self.store is None or self.store.closed:
             return
-        rows, history = self._take_batch()
-        if rows or history:
-            self.store.write(rows, history)
+        self._write_store()
+        self._writer.flush()
 
     def _row(self, handle: JobHandle, now: float) -> tuple:
         error = handle._error

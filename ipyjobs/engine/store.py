@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -253,3 +254,38 @@ class JobStore:
             self._db.close()
         self._session_lock.release()
         (self._sessions / f"{self.session}.lock").unlink(missing_ok=True)
+
+
+class StoreWriter:
+    """Writes batches to a store from one daemon thread, in order.
+
+    A daemon thread, not ``anyio.to_thread``: anyio's worker threads are joined at interpreter
+    exit only once the root task ends, which never happens in a Jupyter kernel, so a kernel
+    that used them takes seconds to shut down and loses its last writes.
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._batches: queue.SimpleQueue[tuple[list, list] | threading.Event] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ipyjobs-store", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[tuple], history: list[tuple]) -> None:
+        self._batches.put((rows, history))
+
+    def flush(self) -> None:
+        """Wait until every batch submitted so far is written."""
+        done = threading.Event()
+        self._batches.put(done)
+        done.wait()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._batches.get()
+            if isinstance(batch, threading.Event):
+                batch.set()
+                continue
+            try:
+                self._store.write(*batch)
+            except Exception:
+                log.exception("could not write the job store at %s", self._store.folder)
