@@ -37,7 +37,7 @@ class ModelRow:
     def __init__(self, panel: ModelManager, info: ModelInfo) -> None:
         self.entry = info.entry
         self.panel = panel
-        self.label = widgets.HTML()
+        self.label = widgets.HTML(layout=widgets.Layout(width="340px"))  # bars line up
         bar_layout = widgets.Layout(width="140px", flex="0 0 auto")
         self.bar = widgets.FloatProgress(min=0, max=1, layout=bar_layout)
         self.download = self._button("Download", "download", self._download)

@@ -94,7 +94,12 @@ class JobRow:
             (self.label, {"value": label}),
             (
                 self.bar,
-                {"value": progress.fraction or 0.0, "bar_style": BAR_STYLES.get(status, "")},
+                {
+                    "value": 1.0
+                    if handle.state is JobState.COMPLETED
+                    else progress.fraction or 0.0,
+                    "bar_style": BAR_STYLES.get(status, ""),
+                },
             ),
             (self.details, {"value": self._details()}),
         ]

@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-DOCS_IMAGES = REPO / "docs" / "images"
+#: README screenshots are rewritten only when asked (IPYJOBS_SCREENSHOTS=1), so that a test run
+#: leaves the work tree clean; otherwise they go with the other artifacts.
+DOCS_IMAGES = (
+    REPO / "docs" / "images"
+    if os.environ.get("IPYJOBS_SCREENSHOTS") == "1"
+    else REPO / "tests" / "browser" / "artifacts"
+)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -345,6 +351,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}"))
     try:
         yield page
     finally:

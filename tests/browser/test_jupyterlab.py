@@ -13,6 +13,7 @@ import re
 import textwrap
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 
@@ -31,7 +32,7 @@ from tests.support.http_server import LoopbackServer
 if (reason := missing_requirements()) is not None:
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
@@ -70,6 +71,22 @@ class Parent(Steps, kind="browser_test.parent"):
         return await child
 """
 
+#: True once the current tab is the notebook, connected to an idle kernel, with kernel specs.
+KERNEL_READY = """
+(path) => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.context || panel.context.path !== path || !panel.context.isReady) {
+    return false;
+  }
+  const session = panel.sessionContext;
+  const kernel = session.session && session.session.kernel;
+  return Boolean(
+    session.isReady && session.specsManager.specs && !session.hasNoKernel && kernel &&
+    kernel.connectionStatus === "connected" && kernel.status === "idle"
+  );
+}
+"""
+
 #: Runs in the kernel through the page; resolves to what the code printed (and any error).
 KERNEL_EXECUTE = """
 async (code) => {
@@ -105,11 +122,22 @@ def write_notebook(root: Path, name: str, cells: list[str]) -> str:
 
 
 def open_and_run(page: Page, lab: Lab, name: str) -> None:
-    """Open the notebook, wait for an idle kernel, and run all cells."""
+    """Start the notebook's kernel, open the notebook, wait until it is connected to that
+    kernel, and run all cells.
+
+    The session is made through the REST API first, so JupyterLab connects to it rather than
+    choosing a kernel itself (which it may try before it has the kernel specs, and then ask
+    with a "Select Kernel" dialog). The toolbar's execution indicator says "idle" before the
+    kernel is connected, so readiness is read from the session context instead: running cells
+    before that makes JupyterLab start (or ask for) another kernel.
+    """
+    session = {"path": name, "type": "notebook", "name": name, "kernel": {"name": "python3"}}
+    httpx.post(f"{lab.url}/api/sessions", json=session, timeout=30).raise_for_status()
     page.goto(lab.notebook_url(name))
-    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=60_000)
+    page.wait_for_function(KERNEL_READY, arg=name, timeout=60_000, polling=100)
     page.evaluate("window.jupyterapp.shell.collapseLeft()")  # room for the widgets
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # not awaited: the command's promise ends only when every cell has run
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 
 def kernel_print(page: Page, code: str) -> str:
@@ -159,9 +187,10 @@ def test_pause_resume_and_cancel_from_the_jobs_panel(page: Page, lab: Lab) -> No
     expect(parent).to_contain_text("paused")
     expect(child).to_contain_text("paused")
     wait_for_kernel(page, states, "paused paused")
-    done = kernel_print(page, "print(h.progress.done)")
-    page.wait_for_timeout(600)  # a paused job does not move
-    assert kernel_print(page, "print(h.progress.done)") == done
+    page.wait_for_timeout(400)  # the last progress sample before the pause lands
+    done = kernel_print(page, "print(h.progress.done, h.children[0].progress.done)")
+    page.wait_for_timeout(800)  # a paused job does not move
+    assert kernel_print(page, "print(h.progress.done, h.children[0].progress.done)") == done
     expect(parent.locator("button.widget-button", has_text="Pause")).to_be_disabled()
 
     parent.locator("button.widget-button", has_text="Resume").click()
@@ -183,10 +212,10 @@ def test_download_a_model_from_the_model_manager(
         lab.root,
         "model_manager.ipynb",
         [
-            "import ipyjobs\nfrom ipyjobs.models import ModelStore\nfrom ipyjobs.widgets import "
-            "ModelManager",
+            "import ipyjobs\nfrom ipyjobs.models import ModelStore\n"
+            "from ipyjobs.widgets import ModelManager",
             "ModelManager()",
-        ],  # fmt: skip
+        ],
     )
     open_and_run(page, lab, name)
     model = row(page, TEST_MODEL)
@@ -196,7 +225,16 @@ def test_download_a_model_from_the_model_manager(
     assert kernel_print(page, status) == "missing"
 
     model.locator("button.widget-button", has_text="Download").click()
-    expect(model).to_contain_text("ready", timeout=60_000)
+    try:
+        expect(model).to_contain_text("ready", timeout=60_000)
+    except AssertionError as exc:
+        jobs = kernel_print(page, "print(*ipyjobs.jobs().handles, sep='\\n')")
+        requests = model_mirror.requests(TEST_MODEL_PATH)
+        sent = model_mirror.bytes_sent(TEST_MODEL_PATH)
+        raise AssertionError(
+            f"{exc}\nkernel: {kernel_print(page, status)}; jobs:\n{jobs}\n"
+            f"mirror: {sent} bytes sent; requests: {requests}"
+        ) from None
     wait_for_kernel(page, status, "ready", timeout=30)
     expect(model.locator("button.widget-button", has_text="Verify")).to_be_visible()
     expect(model.locator("button.widget-button", has_text="Delete")).to_be_visible()

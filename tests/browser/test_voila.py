@@ -27,7 +27,7 @@ from tests.browser.conftest import (
 if (reason := missing_requirements()) is not None:
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
