@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 #: Alignment of direct I/O: offsets, lengths and buffer addresses (a page; fits every disk).
 ALIGN = 4096
 #: Bytes per write: each stream fills a buffer of this size while the previous one is written.
-BATCH = 4 << 20
+BATCH = 8 << 20
 #: Buffers per stream: one filling, the others queued or being written.
 BUFFERS = 3
+#: A partly filled buffer is written after this many seconds without a full one.
+IDLE_FLUSH = 0.5
 #: Hash at most this much per worker-thread call, so a cancel never waits long.
 HASH_STEP = 64 << 20
 
@@ -60,12 +62,13 @@ class DiskFile:
             self.direct = os.open(path, os.O_RDWR | os.O_DIRECT)  # type: ignore[attr-defined]
         except (AttributeError, OSError):  # not Linux, or the file system refuses it
             log.debug("no direct I/O for %s; writing through the page cache", path)
+        self._write_direct = self.direct is not None
         self._scratch: mmap.mmap | None = None
 
     def write(self, data: memoryview, offset: int) -> None:
         head = min(len(data), -offset % ALIGN)
         body = head + (len(data) - head) // ALIGN * ALIGN
-        if self.direct is None or body == head:
+        if not self._write_direct or self.direct is None or body == head:
             _pwrite_all(self.fd, data, offset)
             return
         try:
@@ -74,7 +77,7 @@ class DiskFile:
             if exc.errno != errno.EINVAL:
                 raise
             log.debug("direct write to %s refused (%s); writing through the cache", self.path, exc)
-            self._close_direct()
+            self._write_direct = False
             _pwrite_all(self.fd, data[head:body], offset + head)
         _pwrite_all(self.fd, data[:head], offset)
         _pwrite_all(self.fd, data[body:], offset + body)
@@ -116,18 +119,13 @@ class DiskFile:
             os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
     def close(self) -> None:
-        self._close_direct()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for fd in (self.fd, self.direct):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.fd, self.direct = -1, None
         if self._scratch is not None:
             self._scratch.close()
             self._scratch = None
-
-    def _close_direct(self) -> None:
-        if self.direct is not None:
-            os.close(self.direct)
-            self.direct = None
 
 
 class BatchWriter:
@@ -153,6 +151,7 @@ class BatchWriter:
         self._buffer: mmap.mmap | None = None
         self._start = self._filled = 0  # the bytes to write are _buffer[_start:_filled]
         self._queued = 0  # bytes handed to the drain task, not yet counted in segment.done
+        self._segment: Segment | None = None  # the segment being buffered
         self._error: Exception | None = None
         self._group = anyio.create_task_group()
 
@@ -169,7 +168,7 @@ class BatchWriter:
 
     async def add(self, segment: Segment, chunk: bytes) -> None:
         """Buffer ``chunk``, the next bytes of ``segment``."""
-        data = memoryview(chunk)
+        data, self._segment = memoryview(chunk), segment
         while data:
             if self._buffer is None:
                 self._raise_error()
@@ -208,11 +207,21 @@ class BatchWriter:
             raise error
 
     async def _drain(self) -> None:
-        # Shielded: queued buffers are written even on cancel; it ends once _send is closed.
+        # Shielded: queued buffers are written even on cancel; it ends once _send is closed. A
+        # partly filled buffer is written after IDLE_FLUSH seconds without a full one, so the
+        # bytes of a slow or stalled stream reach the disk (and the sidecar) anyway.
         with anyio.CancelScope(shield=True):
             async with self._receive:
-                async for segment, view in self._receive:
-                    buffer = view.obj
+                while True:
+                    with anyio.move_on_after(IDLE_FLUSH) as idle:
+                        try:
+                            segment, view = await self._receive.receive()
+                        except anyio.EndOfStream:
+                            return
+                    if idle.cancelled_caught:
+                        if self._buffer is not None and self._segment is not None:
+                            self._submit(self._segment)
+                        continue
                     try:
                         if self._error is None:
                             await self._part.write(segment, view)
@@ -220,6 +229,7 @@ class BatchWriter:
                         self._error = exc
                     finally:
                         self._queued -= len(view)
+                        buffer = view.obj
                         view.release()
                         self._free.append(buffer)  # type: ignore[arg-type]
                         self._available.release()

@@ -10,8 +10,12 @@ notebooks get paused, cancelled and restarted. :func:`fetch` therefore
 * retries connection errors, stalls, truncated bodies and 408/429/5xx with exponential backoff
   and jitter, honouring ``Retry-After``; other 4xx fail at once;
 * holds ``<name>.lock`` (filelock) for the whole transfer, so two kernels download a file once;
-* fetches large files from range-capable servers in pieces over several connections, hashing
-  the contiguous prefix while the rest arrives.
+* fetches a large file from a range-capable server in pieces over several connections when one
+  connection is slow (on a fast link they only cost CPU), hashing the contiguous prefix while
+  the rest arrives, and writing around the page cache (:mod:`.diskio`).
+
+The loop stays responsive: per chunk it only copies bytes into a buffer; writing, hashing and
+syncing run in worker threads, in bounded steps.
 
 On cancel (``JobCancelled`` at a checkpoint, or anyio cancellation of the task) the connections
 are closed, received bytes are written, the part file is synced and its sidecar saved (shielded),
@@ -26,24 +30,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import filelock
-import httpcore
 import httpx
 
 from ..engine import JobContext
 from .diskio import sha256_of
+from .httpio import new_client
 from .partfile import part_path, read_sidecar
-from .transfer import Download, timeout_for
+from .transfer import Download
 
 log = logging.getLogger(__name__)
 
 #: How often a fetch waiting for another process's lock looks again.
 _LOCK_POLL = 0.1
-#: Bytes per socket read on the connections of clients made here (httpcore's default: 64 KiB).
-_READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,11 @@ class RetryPolicy:
     stall_timeout: float = 30.0
     """No byte for this long counts as a stall: the request is retried."""
     parallel_min_size: int = 64 * 2**20
-    """Files from this size on are fetched over several connections (if the server allows)."""
+    """Files from this size on may be fetched over several connections (if the server allows)."""
     parallel_streams: int = 4
+    parallel_after: float = 5.0
+    """... but only if one connection would need longer than this (seconds) for the rest: on a
+    fast link more connections only cost CPU. 0: always."""
 
 
 def disk_free(path: Path) -> int:
@@ -171,65 +175,8 @@ async def _client(
     if client is not None:
         yield client
         return
-    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout_for(policy)) as own:
-        _widen_reads(own)
+    async with new_client(policy) as own:
         yield own
-
-
-def _widen_reads(client: httpx.AsyncClient) -> None:
-    """Make the client's direct connections read up to ``_READ_SIZE`` bytes per socket read.
-
-    httpcore reads 64 KiB at a time, and each read costs the event loop a fixed amount of
-    Python work (timeouts, h11 events, stream wake-ups); on a fast link that work, not the
-    network, limits a download (with several copies of every byte). Reading up to 1 MiB at a
-    time cuts it to a fraction. This reaches into private attributes of httpx, httpcore and
-    asyncio's transport, so each step is skipped when they are not as expected; proxied
-    connections (their own transports) keep the defaults.
-    """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.AsyncNetworkBackend):
-        pool._network_backend = _WideReads(backend)  # type: ignore[union-attr]
-
-
-class _WideReads(httpcore.AsyncNetworkBackend):
-    """A network backend whose streams read at least ``_READ_SIZE`` bytes at a time."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.connect_tcp(*args, **kwargs))
-
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.connect_unix_socket(*args, **kwargs))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _WideStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        # asyncio's socket transport receives 256 KiB per recv(); let this one take more.
-        transport = getattr(getattr(inner, "_stream", None), "_transport", None)
-        if isinstance(getattr(transport, "max_size", None), int):
-            transport.max_size = max(transport.max_size, _READ_SIZE)  # type: ignore[union-attr]
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max(max_bytes, _READ_SIZE), timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.start_tls(*args, **kwargs))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 __all__ = ["RetryPolicy", "Transfer", "TransferResult", "disk_free", "fetch", "partial_size"]

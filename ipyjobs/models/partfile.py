@@ -13,9 +13,10 @@ while the transfer runs also means the final ``fsync`` before the rename has lit
 
 Hashing follows the writes: a batch that lands exactly at the hashed position is hashed from
 memory right after it is written (always the case for a single stream, so nothing is read back);
-bytes of later pieces are read back from disk once they are contiguous with the hashed prefix.
-Both happen in worker threads; the event loop only schedules. The I/O itself is in
-:mod:`.diskio`.
+bytes of later pieces, and bytes found on disk when resuming, are read back once they are
+contiguous with the hashed prefix (parallel pieces are used when the network, not the machine,
+is the limit, so the reading costs nothing that matters). All of it happens in worker threads;
+the event loop only schedules. The I/O itself is in :mod:`.diskio`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -161,8 +163,9 @@ class PartFile:
         self.state: Sidecar | None = None
         self._file: DiskFile | None = None
         self._hash_lock = threading.Lock()  # guards the hash across worker threads
+        self._hasher: ThreadPoolExecutor | None = None  # hashes batches while they are written
         self._sync_lock = anyio.Lock()
-        self._written = _Signal()
+        self._changed = _Signal()  # bytes were written
         self._forget_bytes()
 
     def _forget_bytes(self) -> None:
@@ -195,6 +198,7 @@ class PartFile:
         if state is None:
             self.remove()
         self._file = DiskFile(self.path)
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="ipyjobs-hash")
         self.state = state
         return state
 
@@ -223,32 +227,43 @@ class PartFile:
         await anyio.to_thread.run_sync(self._write_blocking, segment.position, data)
         segment.done += len(data)
         self._unsynced += len(data)
-        self._written.notify()
+        self._changed.notify()
 
     def _write_blocking(self, offset: int, data: memoryview) -> None:
-        self.file.write(data, offset)
-        # Hash from memory if this batch continues the hashed prefix; never wait for the lock
-        # (the read-back hasher holds it briefly and will pick these bytes up from disk).
+        # If this batch continues the hashed prefix, hash it from memory on the hashing thread
+        # while this one writes it: the disk and the hash each take about as long. Never wait
+        # for the lock (the read-back hasher holds it, and will pick these bytes up from disk).
+        hashing = None
         if self._hashed == offset and self._hash_lock.acquire(blocking=False):
-            try:
-                if self._hashed == offset:
-                    self._hash.update(data)
-                    self._hashed = offset + len(data)
-            finally:
+            if self._hashed == offset and self._hasher is not None:
+                hashing = self._hasher.submit(self._hash.update, data)
+            else:
                 self._hash_lock.release()
+        try:
+            self.file.write(data, offset)
+        finally:
+            if hashing is not None:
+                try:
+                    hashing.result()
+                    self._hashed = offset + len(data)
+                finally:
+                    self._hash_lock.release()
 
     async def follow_hash(self) -> None:
-        """Keep hashing the contiguous prefix on disk as it grows; runs until cancelled."""
+        """Keep hashing the contiguous prefix as it grows; runs until cancelled."""
         assert self.state is not None
         while True:
             target = self.state.contiguous()
             if self._hashed < target:
-                await self._hash_from_disk(min(target, self._hashed + HASH_STEP))
+                await self._hash_from_disk(target)
             else:
-                await self._written.wait()
+                await self._changed.wait()
 
     async def _hash_from_disk(self, target: int) -> None:
-        await anyio.to_thread.run_sync(self._hash_blocking, target)
+        """Hash up to ``target`` from disk, in steps of ``HASH_STEP`` (a cancel waits for one)."""
+        while self._hashed < target:
+            step = min(target, self._hashed + HASH_STEP)
+            await anyio.to_thread.run_sync(self._hash_blocking, step)
 
     def _hash_blocking(self, target: int) -> None:
         with self._hash_lock:
@@ -262,7 +277,7 @@ class PartFile:
         while True:
             with anyio.move_on_after(SYNC_SECONDS):
                 while self._unsynced < SYNC_BYTES:
-                    await self._written.wait()
+                    await self._changed.wait()
             if self._unsynced:
                 await self.sync()
 
@@ -292,8 +307,7 @@ class PartFile:
         """Hash what is not hashed yet, trim and fsync the part file; return (sha256, size)."""
         assert self.state is not None
         size = self.state.contiguous()
-        while self._hashed < size:
-            await self._hash_from_disk(min(size, self._hashed + HASH_STEP))
+        await self._hash_from_disk(size)
         await anyio.to_thread.run_sync(self._trim_and_fsync, size)
         return self._hash.hexdigest(), size
 
@@ -313,6 +327,9 @@ class PartFile:
         _fsync_folder(self.dest.parent)
 
     def close(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=False)  # idle: every write waited for its hash
+            self._hasher = None
         if self._file is not None:
             self._file.close()
             self._file = None

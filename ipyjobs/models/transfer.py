@@ -1,16 +1,16 @@
 """The HTTP side of a download: requests, ranges, retries, parallel pieces.
 
-A download is a list of segments of the file (:class:`~.partfile.Segment`). A fresh download
-asks for the first ``parallel_min_size`` bytes; the answer tells the total size and whether the
-server serves ranges. A smaller file arrives whole in that answer. A larger one from a server
-that serves ranges is cut into pieces that several streams (``parallel_streams``) take in order,
-so the prefix on disk stays contiguous and is hashed while the rest arrives; otherwise one
-stream fetches it all.
+A download is a list of segments of the file (:class:`~.partfile.Segment`). A fresh download is
+one GET of the whole file. If it is large, the server serves ranges, and one second in the rest
+would still take longer than ``parallel_after`` seconds at the speed so far, the rest is cut into
+pieces that more streams (up to ``parallel_streams``) take in order, while the first request
+goes on up to where the pieces begin. More connections beat a slow or throttled link; on a fast
+one they only add work for the event loop, which is then the limit, so they are not opened.
 
-Every request after the first carries ``Range`` from the segment's position on and ``If-Range``
-with the validator the first answer gave, so a resumed segment either continues the same file
-(206) or the server says the file changed (200), and the download starts over from byte 0.
-Failed requests are retried from the bytes on disk: nothing received is fetched twice.
+Every later request carries ``Range`` from the segment's position on and ``If-Range`` with the
+validator the first answer gave, so a resumed segment either continues the same file (206) or
+the server says the file changed (200), and the download starts over from byte 0. Failed
+requests are retried from the bytes on disk: nothing received is fetched twice.
 
 Pause: between chunks a stream sees the paused token, writes what it has, closes its connection
 and parks at ``ctx.checkpoint()``; on resume it asks for the rest. Cancel: the same, except the
@@ -19,12 +19,11 @@ checkpoint (or anyio cancellation) raises and the caller keeps the partial file.
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import logging
-import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,50 +31,38 @@ import anyio
 import httpx
 
 from ..engine import JobContext
-from .diskio import BatchWriter
+from .diskio import ALIGN, BatchWriter
 from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
+from .httpio import (
+    RETRYABLE,
+    Retry,
+    StartOver,
+    backoff_delay,
+    close,
+    content_range,
+    describe,
+    human_size,
+    retry_after,
+    timeout_for,
+)
 from .partfile import PartFile, Segment, Sidecar
 
 if TYPE_CHECKING:
     from .download import RetryPolicy, Transfer
 
-log = logging.getLogger("ipyjobs.models.download")
+log = logging.getLogger(__name__)
 
-#: Pieces per stream in parallel mode: enough that the contiguous prefix (hashed while the rest
-#: arrives) grows steadily, few enough that per-request overhead stays negligible.
+#: After this many seconds, the speed of a fresh download decides on more streams.
+_DECIDE_AFTER = 1.0
+#: Pieces per stream in parallel mode, and their size bounds: enough pieces that the streams
+#: stay close together (the contiguous prefix, which is hashed, grows steadily), few enough that
+#: requests cost nothing noticeable.
 _PIECES_PER_STREAM = 8
 _MIN_PIECE, _MAX_PIECE = 64 << 10, 32 << 20
 
 
-class _Retry(Exception):
-    """A failed request worth another one; ``retry_after`` is the server's wish, in seconds."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class _StartOver(Exception):
-    """The server did not send the bytes asked for: the file changed, or ranges are ignored."""
-
-
 class _Interrupted(Exception):
     """Pause or cancel requested: the connection is closed, then a checkpoint honours it."""
-
-
-_RETRYABLE = (
-    _Retry,
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-    httpx.ProxyError,
-)
-
-
-def timeout_for(policy: RetryPolicy) -> httpx.Timeout:
-    """Per-request timeouts: a read timeout is exactly "no byte for ``stall_timeout``"."""
-    stall = policy.stall_timeout
-    return httpx.Timeout(connect=policy.connect_timeout, read=stall, write=stall, pool=None)
 
 
 class Download:
@@ -115,13 +102,13 @@ class Download:
         try:
             if transfer.size is not None:
                 self._check_space(transfer.size - self.resumed_from)
-            message = f"resuming at {_human(self.done)}" if self.done else "downloading"
+            message = f"resuming at {human_size(self.done)}" if self.done else "downloading"
             self.ctx.progress(self.done, self.total, unit="bytes", message=message)
             while True:
                 try:
                     await self._pass()
                     break
-                except _StartOver as exc:
+                except StartOver as exc:
                     start_overs += 1
                     if start_overs >= self.policy.attempts:
                         raise self._error(f"{exc} ({start_overs} times)") from exc
@@ -168,72 +155,107 @@ class Download:
         part = self.part
         first = await self._open_fresh() if part.state is None else None
         assert part.state is not None
-        todo = [segment for segment in part.state.segments if not segment.complete]
-        if not todo:
+        queue = deque(segment for segment in part.state.segments if not segment.complete)
+        if not queue:
             if first is not None:
-                await _close(first)
+                await close(first)
             return
-        rest = iter(todo[1:])
+        streams = min(self.policy.parallel_streams, len(queue))
+        decided = anyio.Event()  # whether more streams take on the rest of a fresh download
+        if first is None or not self._may_split(first):
+            decided.set()
+        started, received = time.monotonic(), self.received
 
-        async def stream(segment: Segment | None, response: httpx.Response | None) -> None:
+        def decide() -> None:
+            nonlocal streams
+            if not decided.is_set():
+                rate = (self.received - received) / max(time.monotonic() - started, 1e-3)
+                streams = self._split(queue, self.received - received, rate)
+                decided.set()
+
+        async def decide_soon() -> None:
+            await anyio.sleep(min(_DECIDE_AFTER, self.policy.parallel_after))
+            decide()
+
+        async def stream(index: int) -> None:
+            if index > 0:
+                await decided.wait()
+                if index >= streams:
+                    return
             async with BatchWriter(part) as writer:
-                if segment is not None:
-                    await self._fetch_segment(segment, response, writer)
-                for segment in rest:  # one iterator shared by all streams: pieces go in order
-                    await self._fetch_segment(segment, None, writer)
+                if first is not None and index == 0:
+                    await self._fetch_segment(queue.popleft(), first, writer)
+                    decide()
+                while queue:  # one queue for all streams: pieces go out in order
+                    await self._fetch_segment(queue.popleft(), None, writer)
 
-        streams = min(self.policy.parallel_streams, len(todo))
-        workers = [lambda: stream(todo[0], first)] + [lambda: stream(None, None)] * (streams - 1)
-        await _run_until_done(workers, background=[part.follow_hash, part.keep_synced])
+        workers = [lambda i=i: stream(i) for i in range(self.policy.parallel_streams)]
+        background = [part.follow_hash, part.keep_synced]
+        if not decided.is_set():
+            background.append(decide_soon)
+        try:
+            await _run_until_done(workers, background)
+        finally:
+            if first is not None and not first.is_closed:  # cancelled before stream 0 began
+                await close(first)
+
+    def _may_split(self, response: httpx.Response) -> bool:
+        total, policy = self.total, self.policy
+        ranges = "bytes" in response.headers.get("accept-ranges", "").lower()
+        return self.parallel and ranges and total is not None and total >= policy.parallel_min_size
+
+    def _split(self, queue: deque[Segment], received: int, rate: float) -> int:
+        """Decide how many streams fetch the rest of a fresh download, one GET of which has
+        ``received`` bytes so far at ``rate``; cut the rest into pieces for them."""
+        policy, state = self.policy, self.part.state
+        assert state is not None and len(state.segments) == 1
+        whole = state.segments[0]
+        assert whole.end is not None
+        piece = -(-(whole.end - received) // (policy.parallel_streams * _PIECES_PER_STREAM))
+        piece = min(max(piece, _MIN_PIECE), _MAX_PIECE) // ALIGN * ALIGN
+        cut = min(whole.end, (received + piece) // ALIGN * ALIGN)  # the first GET stops here
+        rest = whole.end - cut
+        if rest <= rate * policy.parallel_after:
+            return 1  # one stream finishes soon enough; more would only cost CPU
+        pieces = [Segment(at, min(at + piece, whole.end)) for at in range(cut, whole.end, piece)]
+        whole.end = cut
+        state.segments.extend(pieces)
+        queue.extend(pieces)
+        streams = min(policy.parallel_streams, len(pieces) + 1)
+        speed = f"{human_size(rest)} left at {human_size(rate)}/s"
+        log.info("%s: %s: using %d connections", self.transfer.label, speed, streams)
+        return streams
 
     async def _open_fresh(self) -> httpx.Response:
-        """The first request of a fresh download; plans the segments from its answer."""
-        # Asking for the first parallel_min_size bytes gets a small file whole, and for a large
-        # one the total size, range support and validator, without a byte fetched twice.
-        probe = Segment(0, self.policy.parallel_min_size) if self.parallel else None
+        """The first request of a fresh download (the whole file); plans from its answer."""
         while True:
             await self.ctx.checkpoint()
             try:
-                response = await self._request(probe)
-            except _RETRYABLE as exc:
+                response = await self._request(None)
+            except RETRYABLE as exc:
                 await self._failed(exc)
                 continue
             except httpx.HTTPError as exc:
-                raise self._error(_describe(exc, self.policy)) from exc
+                raise self._error(describe(exc, self.policy)) from exc
             try:
                 self._plan(response)
             except BaseException:
-                await _close(response)
+                await close(response)
                 raise
             return response
 
     def _plan(self, response: httpx.Response) -> None:
-        """Cut the file into segments, from the answer to the first request."""
-        headers, transfer, policy = response.headers, self.transfer, self.policy
-        if response.status_code == 206:
-            _, last, total = _content_range(headers.get("content-range", ""))
-            assert last is not None and total is not None  # checked by _check_status
-            segments = [Segment(0, last + 1)]
-            piece = -(-total // (policy.parallel_streams * _PIECES_PER_STREAM))
-            piece = min(max(piece, _MIN_PIECE), _MAX_PIECE)
-            segments += [
-                Segment(at, min(at + piece, total)) for at in range(last + 1, total, piece)
-            ]
-        else:
-            length = headers.get("content-length", "")
-            total = int(length) if length.isdigit() else None
-            segments = [Segment(0, total)]
+        """The state of a fresh download, from the headers of the first answer."""
+        headers, transfer = response.headers, self.transfer
+        length = headers.get("content-length", "")
+        total = int(length) if length.isdigit() else None
         if total is not None and transfer.size is not None and total != transfer.size:
-            log.warning(
-                "%s: %s has %d bytes, expected %d",
-                transfer.label,
-                transfer.url,
-                total,
-                transfer.size,
-            )
+            sizes = f"{total} bytes, expected {transfer.size}"
+            log.warning("%s: %s has %s", transfer.label, transfer.url, sizes)
         if total is not None:
             self._check_space(total)
         etag, modified = headers.get("etag"), headers.get("last-modified")
+        segments = [Segment(0, total)]
         state = Sidecar(transfer.url, self.expected, transfer.size, total, etag, modified, segments)
         self.part.start(state)
         self.ctx.progress(self.done, self.total)
@@ -252,14 +274,14 @@ class Download:
                     await self._receive(segment, response, writer)
                 finally:
                     if response is not None:
-                        await _close(response)
+                        await close(response)
                         response = None
             except _Interrupted:
                 await self.part.sync()  # the job stops here a while: make the bytes durable
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 await self._failed(exc)
             except httpx.HTTPError as exc:
-                raise self._error(_describe(exc, self.policy)) from exc
+                raise self._error(describe(exc, self.policy)) from exc
 
     async def _request(self, segment: Segment | None) -> httpx.Response:
         """GET the file, or ``segment`` from its position on; check the status."""
@@ -277,7 +299,7 @@ class Download:
         try:
             self._check_status(response, segment)
         except BaseException:
-            await _close(response)
+            await close(response)
             raise
         if self.failures:
             self.ctx.progress(message="downloading")
@@ -288,24 +310,24 @@ class Download:
         if status == 200 and (segment is None or state is None):
             return  # the whole file, as asked, or as the first answer of a fresh download
         if status == 206 and segment is not None:
-            start, last, total = _content_range(response.headers.get("content-range", ""))
+            start, last, total = content_range(response.headers.get("content-range", ""))
             known = state.total if state is not None else total
             if start != segment.position or last is None or total is None or total != known:
-                raise _StartOver(
+                raise StartOver(
                     f"the server sent bytes {start}-{last} of {total} when asked for "
                     f"{segment.position}- of {known}: the file changed"
                 )
             return
         if status == 200:
-            raise _StartOver(
+            raise StartOver(
                 "the server answered a range request with the whole file: it ignores ranges, "
                 "or the file changed"
             )
         if status == 416 and segment is not None:
-            raise _StartOver(f"the server cannot serve bytes {segment.position}- (HTTP 416)")
+            raise StartOver(f"the server cannot serve bytes {segment.position}- (HTTP 416)")
         if status in (408, 429) or 500 <= status <= 599:
-            retry_after = _retry_after(response.headers.get("retry-after"))
-            raise _Retry(f"HTTP {status} {response.reason_phrase}".strip(), retry_after)
+            wait = retry_after(response.headers.get("retry-after"))
+            raise Retry(f"HTTP {status} {response.reason_phrase}".strip(), wait)
         raise self._error(f"the server answered HTTP {status} {response.reason_phrase}".strip())
 
     async def _receive(
@@ -314,7 +336,7 @@ class Download:
         """Write the body at ``segment.position``, in batches, until the segment is complete.
 
         What arrived is always written before this returns or raises (shielded: a cancel loses
-        nothing received). Raises ``_Interrupted`` on pause or cancel, ``_Retry`` if the body
+        nothing received). Raises ``_Interrupted`` on pause or cancel, ``Retry`` if the body
         ended early.
         """
         token, progress, total = self.ctx.token, self.ctx.progress, self.total
@@ -340,7 +362,7 @@ class Download:
         if segment.end is None:  # a body of unknown length ended: that was all of it
             segment.end = segment.position
         elif not segment.complete:
-            raise _Retry(f"the body ended at byte {segment.position} of {segment.end}")
+            raise Retry(f"the body ended at byte {segment.position} of {segment.end}")
 
     # -- failures --------------------------------------------------------------------------------
 
@@ -348,24 +370,13 @@ class Download:
         """Count a failed request, then wait before the next one; give up after ``attempts``."""
         self.failures += 1
         policy, label = self.policy, self.transfer.label
-        reason = _describe(exc, policy)
+        reason = describe(exc, policy)
         if self.failures >= policy.attempts:
             raise self._error(f"{reason} (gave up after {self.failures} attempts)") from exc
-        wished = getattr(exc, "retry_after", None)
-        if wished is not None:
-            delay = min(wished, policy.max_backoff)
-        else:
-            delay = policy.backoff * 2 ** (self.failures - 1)
-            delay = min(policy.max_backoff, delay * (1 + random.uniform(0, 0.25)))
-        log.warning(
-            "%s: %s; retry %d of %d in %.1f s",
-            label,
-            reason,
-            self.failures,
-            policy.attempts - 1,
-            delay,
-        )
-        self.ctx.progress(message=f"retry {self.failures} in {delay:.1f} s: {reason}")
+        delay = backoff_delay(policy, self.failures, getattr(exc, "retry_after", None))
+        message = f"retry {self.failures} in {delay:.1f} s: {reason}"
+        log.warning("%s: %s (of %d attempts)", label, message, policy.attempts)
+        self.ctx.progress(message=message)
         await anyio.sleep(delay)
 
     def _error(self, reason: str) -> DownloadError:
@@ -378,7 +389,7 @@ class Download:
         if free < needed:
             raise NotEnoughSpace(
                 f"not enough space to download {self.transfer.label}: it needs "
-                f"{_human(needed)} ({needed:,} bytes) in {folder}, but only {_human(free)} "
+                f"{human_size(needed)} ({needed:,} bytes) in {folder}, but only {human_size(free)} "
                 f"({free:,} bytes) are free there. Free some space, or put the model store "
                 "on a larger disk (IPYJOBS_HOME)."
             )
@@ -407,54 +418,3 @@ async def _run_until_done(
         group.cancel_scope.cancel()
     if errors:
         raise errors[0]
-
-
-async def _close(response: httpx.Response) -> None:
-    with anyio.CancelScope(shield=True):
-        await response.aclose()
-
-
-def _content_range(value: str) -> tuple[int | None, int | None, int | None]:
-    """``(first, last, total)`` from ``bytes 100-199/1000``; ``None`` where absent or ``*``."""
-    unit, _, spec = value.strip().partition(" ")
-    span, _, total = spec.partition("/")
-    first, _, last = span.partition("-")
-    if unit != "bytes" or not first.isdigit() or not last.isdigit():
-        return None, None, int(total) if total.isdigit() else None
-    return int(first), int(last), int(total) if total.isdigit() else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def _describe(exc: BaseException, policy: RetryPolicy) -> str:
-    if isinstance(exc, httpx.ReadTimeout):
-        return f"no data for {policy.stall_timeout:g} s (stalled)"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return f"no connection within {policy.connect_timeout:g} s"
-    text = str(exc)
-    if isinstance(exc, _Retry) or not text:
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
-
-
-def _human(count: float) -> str:
-    """``75.6 MB``: decimal units, as download tools show them."""
-    units = ("B", "kB", "MB", "GB", "TB")
-    step = 0
-    while count >= 1000 and step < len(units) - 1:
-        count, step = count / 1000, step + 1
-    return f"{count:.0f} B" if step == 0 else f"{count:.1f} {units[step]}"

@@ -329,8 +329,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) ->
         yield Lab(server, root)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(browser_requirements: None) -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API keeps an asyncio loop running in
+    this thread until it stops, and the anyio tests collected after these would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -2,18 +2,20 @@
 
 Every fault must end in a verified file or a clear error, never in a file at ``dest`` that is not
 the right one. Files are a few MB of random bytes; parallel pieces are exercised by lowering
-``parallel_min_size``.
+``parallel_min_size`` and ``parallel_after`` (loopback is too fast to need them otherwise).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
@@ -33,11 +35,11 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 3 * 1024 * 1024 + 7  # odd, so off-by-one range bugs show
 PATH = "/models/blob.bin"
+# Short waits for tests; one stream unless a test asks for pieces.
 FAST = RetryPolicy(
-    attempts=4, backoff=0.01, max_backoff=5.0, connect_timeout=5, stall_timeout=10,
-    parallel_min_size=1 << 40,
-)  # fmt: skip
-PARALLEL = replace(FAST, parallel_min_size=256 * 1024, parallel_streams=3)
+    attempts=4, backoff=0.01, max_backoff=5, connect_timeout=5, stall_timeout=10, parallel_streams=1
+)
+PARALLEL = replace(FAST, parallel_min_size=256 * 1024, parallel_streams=3, parallel_after=0)
 
 
 @dataclass
@@ -50,7 +52,7 @@ class FetchJob(Job, kind="test.models.fetch"):
 
 
 @pytest.fixture
-def server() -> LoopbackServer:
+def server() -> Iterator[LoopbackServer]:
     with LoopbackServer() as srv:
         yield srv
 
@@ -89,9 +91,8 @@ async def test_a_download_is_verified_and_leaves_only_the_file(
     assert transfer.dest.read_bytes() == data
     assert leftovers(transfer.dest) == ["blob.bin"]
     assert server.bytes_sent(PATH) == SIZE and len(server.requests(PATH)) == 1
-    assert (handle.progress.unit, handle.progress.done, handle.progress.total) == (
-        "bytes", SIZE, SIZE,
-    )  # fmt: skip
+    progress = handle.progress
+    assert (progress.unit, progress.done, progress.total) == ("bytes", SIZE, SIZE)
 
 
 async def test_without_an_expected_hash_it_is_computed(
@@ -125,14 +126,21 @@ async def test_a_short_body_is_resumed(
 
 
 async def test_503_with_retry_after_waits_as_told(
-    manager: JobManager, server: LoopbackServer, transfer: Transfer, data: bytes
+    manager: JobManager,
+    server: LoopbackServer,
+    transfer: Transfer,
+    data: bytes,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server.add_fault(PATH, Fault("status", status=503, retry_after=1))
     started = time.monotonic()
     await manager.dispatch(FetchJob(transfer))
     assert time.monotonic() - started >= 1.0
-    assert [r.status for r in server.requests(PATH)] == [503, 206]
+    assert [r.status for r in server.requests(PATH)] == [503, 200]
     assert transfer.dest.read_bytes() == data
+    [record] = [r for r in caplog.records if r.name.startswith("ipyjobs.models")]
+    assert record.levelname == "WARNING"
+    assert "retry 1 in 1.0 s: HTTP 503 Service Unavailable" in record.getMessage()
 
 
 async def test_retry_after_as_an_http_date(
@@ -150,7 +158,7 @@ async def test_429_and_500_are_retried(
     server.add_fault(PATH, Fault("status", status=429))
     server.add_fault(PATH, Fault("status", status=500))
     await manager.dispatch(FetchJob(transfer))
-    assert [r.status for r in server.requests(PATH)] == [429, 500, 206]
+    assert [r.status for r in server.requests(PATH)] == [429, 500, 200]
     assert transfer.dest.read_bytes() == data
 
 
@@ -273,10 +281,26 @@ async def test_parallel_pieces_make_the_right_file(
 ) -> None:
     result = await manager.dispatch(FetchJob(transfer, PARALLEL))
     assert transfer.dest.read_bytes() == data and result.sha256 == transfer.sha256
-    ranges = [r.range for r in server.requests(PATH)]
-    assert ranges[0] == f"bytes=0-{256 * 1024 - 1}" and len(ranges) > PARALLEL.parallel_streams
-    assert server.bytes_sent(PATH) == SIZE  # every byte once
+    first, *pieces = server.requests(PATH)
+    assert (first.range, first.status) == (
+        None,
+        200,
+    )  # the whole file, cut short where pieces begin
+    spans = [tuple(map(int, r.range.removeprefix("bytes=").split("-"))) for r in pieces]
+    assert len(spans) > PARALLEL.parallel_streams and {r.status for r in pieces} == {206}
+    spans.sort()
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans)) and spans[-1][1] == SIZE - 1
     assert leftovers(transfer.dest) == ["blob.bin"]
+
+
+async def test_a_fast_large_download_stays_on_one_connection(
+    manager: JobManager, server: LoopbackServer, transfer: Transfer, data: bytes
+) -> None:
+    # Loopback is fast: one stream finishes well within parallel_after, so no pieces.
+    policy = replace(PARALLEL, parallel_after=30.0)
+    await manager.dispatch(FetchJob(transfer, policy))
+    assert [(r.range, r.status) for r in server.requests(PATH)] == [(None, 200)]
+    assert server.bytes_sent(PATH) == SIZE and transfer.dest.read_bytes() == data
 
 
 async def test_parallel_pieces_resume_after_cancel(
@@ -299,6 +323,33 @@ async def test_parallel_pieces_resume_after_cancel(
     assert result.resumed_from == present and result.received == SIZE - present
     assert sent_after(server, mark) == SIZE - present
     assert transfer.dest.read_bytes() == data
+
+
+async def test_a_slow_large_download_opens_more_connections(
+    manager: JobManager, server: LoopbackServer, transfer: Transfer, data: bytes
+) -> None:
+    # One second in, the first GET has 200 kB (stalled): the rest would take far longer than
+    # parallel_after, so it is cut into pieces for more streams; the first GET stops where
+    # they begin.
+    server.add_fault(PATH, Fault("stall", after_bytes=200_000, seconds=1.5))
+    result = await manager.dispatch(FetchJob(transfer, replace(PARALLEL, parallel_after=2.0)))
+    assert transfer.dest.read_bytes() == data and result.received == SIZE
+    first, *pieces = server.requests(PATH)
+    assert (first.range, first.status) == (None, 200)
+    assert len(pieces) > 1 and {r.status for r in pieces} == {206}
+
+
+async def test_without_direct_io_it_writes_through_the_page_cache(
+    manager: JobManager,
+    server: LoopbackServer,
+    transfer: Transfer,
+    data: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)  # as on file systems that refuse it
+    server.add_fault(PATH, Fault("drop", after_bytes=SIZE // 3))
+    result = await manager.dispatch(FetchJob(transfer, PARALLEL))
+    assert transfer.dest.read_bytes() == data and result.sha256 == transfer.sha256
 
 
 @pytest.mark.parametrize("size_known", [True, False])

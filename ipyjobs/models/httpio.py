@@ -1,0 +1,185 @@
+"""HTTP plumbing for downloads: the client, its timeouts, response headers, error messages.
+
+Why a client of our own: on a fast link a Python download is limited by the event loop's work
+per socket read, not by the network; :func:`widen_reads` makes each read bigger.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import os
+import random
+import ssl
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpcore
+import httpx
+
+if TYPE_CHECKING:
+    from .download import RetryPolicy
+
+#: Bytes per socket read on the connections of clients made here (httpcore's default: 64 KiB).
+READ_SIZE = 1 << 20
+
+
+class Retry(Exception):
+    """A failed request worth another one; ``retry_after`` is the server's wish, in seconds."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class StartOver(Exception):
+    """The server did not send the bytes asked for: the file changed, or ranges are ignored."""
+
+
+RETRYABLE = (
+    Retry,
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+
+
+def new_client(policy: RetryPolicy) -> httpx.AsyncClient:
+    """A client for one download: redirects followed, proxy variables honoured (httpx's
+    ``trust_env``), timeouts from ``policy``, wide reads."""
+    verify = _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    client = httpx.AsyncClient(follow_redirects=True, timeout=timeout_for(policy), verify=verify)
+    widen_reads(client)
+    return client
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """httpx's default context (it reads these variables), made once: loading the CA bundle
+    takes tens of milliseconds."""
+    return httpx.create_ssl_context()
+
+
+def timeout_for(policy: RetryPolicy) -> httpx.Timeout:
+    """Per-request timeouts: a read timeout is exactly "no byte for ``stall_timeout``"."""
+    stall = policy.stall_timeout
+    return httpx.Timeout(connect=policy.connect_timeout, read=stall, write=stall, pool=None)
+
+
+async def close(response: httpx.Response) -> None:
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+def content_range(value: str) -> tuple[int | None, int | None, int | None]:
+    """``(first, last, total)`` from ``bytes 100-199/1000``; ``None`` where absent or ``*``."""
+    unit, _, spec = value.strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    if unit != "bytes" or not first.isdigit() or not last.isdigit():
+        return None, None, int(total) if total.isdigit() else None
+    return int(first), int(last), int(total) if total.isdigit() else None
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def widen_reads(client: httpx.AsyncClient) -> None:
+    """Make the client's direct connections read up to ``READ_SIZE`` bytes per socket read.
+
+    httpcore reads 64 KiB at a time, and each read costs the event loop a fixed amount of
+    Python work (timeouts, h11 events, stream wake-ups); on a fast link that work, not the
+    network, limits a download (with several copies of every byte). Reading up to 1 MiB at a
+    time cuts it to a fraction. This reaches into private attributes of httpx, httpcore and
+    asyncio's transport, so each step is skipped when they are not as expected; proxied
+    connections (their own transports) keep the defaults.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.AsyncNetworkBackend):
+        pool._network_backend = _WideReads(backend)  # type: ignore[union-attr]
+
+
+class _WideReads(httpcore.AsyncNetworkBackend):
+    """A network backend whose streams read at least ``READ_SIZE`` bytes at a time."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _WideStream(await self._inner.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _WideStream(await self._inner.connect_unix_socket(*args, **kwargs))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _WideStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        # asyncio's socket transport receives 256 KiB per recv(); let this one take more.
+        transport = getattr(getattr(inner, "_stream", None), "_transport", None)
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = max(transport.max_size, READ_SIZE)  # type: ignore[union-attr]
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _WideStream(await self._inner.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def describe(exc: BaseException, policy: RetryPolicy) -> str:
+    """What went wrong with a request, for messages: ``"no data for 30 s (stalled)"``."""
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"no data for {policy.stall_timeout:g} s (stalled)"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {policy.connect_timeout:g} s"
+    text = str(exc)
+    if isinstance(exc, httpx.HTTPError) or not text:
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text
+
+
+def human_size(count: float) -> str:
+    """``75.6 MB``: decimal units, as download tools show them."""
+    units = ("B", "kB", "MB", "GB", "TB")
+    step = 0
+    while count >= 1000 and step < len(units) - 1:
+        count, step = count / 1000, step + 1
+    return f"{count:.0f} B" if step == 0 else f"{count:.1f} {units[step]}"
+
+
+def backoff_delay(policy: RetryPolicy, failures: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt: the server's ``Retry-After`` if it sent one, else
+    exponential backoff with up to 25 % jitter; at most ``max_backoff`` either way."""
+    if retry_after is not None:
+        return min(retry_after, policy.max_backoff)
+    delay = policy.backoff * 2 ** (failures - 1)
+    return min(policy.max_backoff, delay * (1 + random.uniform(0, 0.25)))
