@@ -291,7 +291,11 @@ async def test_two_processes_download_once(
     size = mirror_size(mirror)
     mirror.add_fault(WHISPER_PATH, Fault("stall", after_bytes=size // 2, seconds=1))
     children = [start_child(ipyjobs_home) for _ in range(2)]
-    outputs = [child.communicate(timeout=120) for child in children]
+    try:
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:  # never leave a child behind, whatever failed
+        for child in children:
+            child.kill()
     assert [child.returncode for child in children] == [0, 0], outputs
     paths = {out.strip() for out, _ in outputs}
     assert paths == {str(store.folder / "whisper" / "tiny.en-test.pt")}
