@@ -26,24 +26,12 @@ from ipyjobs import JobManager
 from ipyjobs.media import TranscribeJob, whisper_runtime
 from ipyjobs.models import ModelEntry, ModelStore
 from tests.support.whisper_model import (
+    SENTENCES,
     converted_tiny_en,
     sha256_of,
     speak,
     word_error_rate,
 )
-
-SENTENCES = [
-    "The weather today is sunny and warm.",
-    "Please open the window in the kitchen.",
-    "My brother works at the city library.",
-    "We will meet again next Monday morning.",
-    "The children are playing in the garden.",
-    "She bought fresh bread at the market.",
-    "The train to the airport leaves at noon.",
-    "He plays the piano every evening.",
-    "Our office is on the third floor.",
-    "Remember to water the plants on Friday.",
-]
 
 
 def plain_loop(model_path: Path, clips: list[Path], out: Path) -> float:

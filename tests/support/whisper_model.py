@@ -33,6 +33,20 @@ CONVERTED_NAME = "tiny.en-converted.pt"
 CACHE_ENV = "IPYJOBS_TEST_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Short, plain English sentences for espeak-ng: what speech tests and benchmarks transcribe.
+SENTENCES = (
+    "The weather today is sunny and warm.",
+    "Please open the window in the kitchen.",
+    "My brother works at the city library.",
+    "We will meet again next Monday morning.",
+    "The children are playing in the garden.",
+    "She bought fresh bread at the market.",
+    "The train to the airport leaves at noon.",
+    "He plays the piano every evening.",
+    "Our office is on the third floor.",
+    "Remember to water the plants on Friday.",
+)
+
 _BINARY_VERSION = 6
 _SPEC_NAME = "WhisperSpec"
 # CTranslate2 dtype codes. The integer types only hold scalar settings (num_heads, flags) in a
