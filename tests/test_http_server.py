@@ -19,12 +19,6 @@ PATH = "/models/blob.bin"
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture
 def data() -> bytes:
     return os.urandom(SIZE)
 

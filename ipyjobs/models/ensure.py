@@ -17,10 +17,11 @@ from pathlib import Path
 from ..engine import Job, JobContext, JobHandle, JobState
 from ..engine.handle import error_text
 from .catalog import WHISPER, ModelEntry
+from .diskio import sha256_of
 from .download import RetryPolicy, Transfer, fetch
 from .errors import DownloadError, OfflineError
 from .settings import MIRROR_VARIABLE, OFFLINE_VARIABLE, offline
-from .store import ModelStore, sha256_file
+from .store import ModelStore
 
 #: How downloads retry; tests and closed networks may set shorter waits.
 retry_policy = RetryPolicy()
@@ -93,8 +94,8 @@ class DownloadModel(Job, kind="models.download"):
     async def _reuse(self, ctx: JobContext, store: ModelStore, entry: ModelEntry) -> Path | None:
         for candidate, source in store.reuse_candidates(entry):
             ctx.progress(message=f"checking {candidate}")
-            sha256 = await ctx.run_sync(sha256_file, candidate)
-            if not _reusable(entry, sha256, candidate.stat().st_size):
+            sha256, size = await sha256_of(candidate)
+            if not _reusable(entry, sha256, size):
                 ctx.log(f"{candidate} is not {entry.label} (SHA-256 {sha256}); not reused")
                 continue
             path = candidate

@@ -16,7 +16,6 @@ managed folder (tesseract reads one folder).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from filelock import FileLock
 
 from ..engine import data_home
 from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
+from .diskio import sha256_of
 from .errors import ModelInUse
 
 if TYPE_CHECKING:
@@ -89,15 +88,6 @@ class ModelInfo:
     @property
     def fraction(self) -> float | None:
         return self.present / self.size if self.size else None
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in large blocks (hashlib releases the GIL for them)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelStore:
@@ -259,7 +249,7 @@ class ModelStore:
         if record is None:
             raise FileNotFoundError(f"{entry.label} is not downloaded: nothing to verify")
         path = Path(record["path"])
-        actual = await anyio.to_thread.run_sync(sha256_file, path)
+        actual, _ = await sha256_of(path)
         expected = entry.sha256 or record["sha256"]
         if actual == expected:
             self.record_verified(entry, path, actual, record["source"])

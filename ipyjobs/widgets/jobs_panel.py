@@ -17,13 +17,14 @@ import ipywidgets as widgets
 from ..engine import JobHandle, JobManager, jobs
 from ..engine.text import format_tree
 from .rows import JobRow
+from .sync import TextRepr
 from .ticker import ticker
 
 #: Comm messages per second the whole panel may send, however many jobs run.
 MESSAGES_PER_SECOND = 90
 
 
-class JobsPanel(widgets.VBox):
+class JobsPanel(TextRepr, widgets.VBox):
     """All jobs of a manager, live. ``JobsPanel()`` uses the kernel's manager."""
 
     def __init__(self, manager: JobManager | None = None, **kwargs: Any) -> None:
@@ -115,11 +116,6 @@ class JobsPanel(widgets.VBox):
 
     def __repr__(self) -> str:
         return f"JobsPanel:\n{format_tree(self.manager.roots())}"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)  # stable, complete: for nbval and terminals
-        return bundle
 
     def close(self) -> None:
         ticker().discard(self)

@@ -16,7 +16,7 @@ from ..engine import JobManager, jobs
 from ..engine.text import format_amount
 from ..models import DownloadModel, ModelError, ModelInfo, ModelStore, VerifyModel
 from ..models.catalog import WHISPER
-from .sync import SentState
+from .sync import SentState, TextRepr
 from .ticker import ticker
 
 #: Rows shown at most for one filter.
@@ -130,7 +130,7 @@ class ModelRow:
             widget.close()
 
 
-class ModelManager(widgets.VBox):
+class ModelManager(TextRepr, widgets.VBox):
     """Models of the kernel's data folder: list, download, cancel, delete, verify, filter."""
 
     def __init__(
@@ -207,11 +207,6 @@ class ModelManager(widgets.VBox):
     def __repr__(self) -> str:
         lines = [f"{r.entry.id}: {r.info.status}" for r in self._rows.values()]
         return "ModelManager:\n" + "\n".join(lines)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
-        return bundle
 
     def close(self) -> None:
         ticker().discard(self)

@@ -11,6 +11,16 @@ import ipywidgets as widgets
 Desired = Iterable[tuple[widgets.Widget, dict[str, Any]]]
 
 
+class TextRepr:
+    """Mixin for widget views: ``text/plain`` is the view's full ``repr`` (ipywidgets cuts it
+    at 110 characters), stable for nbval and terminals."""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+
 class SentState:
     """Remembers what was last written to each widget of a view."""
 

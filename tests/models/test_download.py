@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
@@ -49,12 +48,6 @@ class FetchJob(Job, kind="test.models.fetch"):
 
     async def run(self, ctx: JobContext) -> TransferResult:
         return await fetch(self.transfer, ctx, policy=self.policy)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -195,14 +188,19 @@ async def test_a_server_ignoring_ranges_makes_it_start_over(
     assert statuses[-1] == (False, 200)  # started over with the whole file
 
 
-async def test_a_changed_file_makes_it_start_over(
-    manager: JobManager, server: LoopbackServer, transfer: Transfer, tmp_path: Path
-) -> None:
+async def cancel_at_half(manager: JobManager, server: LoopbackServer, transfer: Transfer) -> None:
+    """Cancel a download stalled after half the file: the partial file stays."""
     server.add_fault(PATH, Fault("stall", after_bytes=SIZE // 2, seconds=30))
     handle = manager.dispatch(FetchJob(transfer))
     await wait_until(lambda: handle.progress.done >= SIZE // 2)
     handle.cancel()
     assert await handle.join() is JobState.CANCELLED
+
+
+async def test_a_changed_file_makes_it_start_over(
+    manager: JobManager, server: LoopbackServer, transfer: Transfer, tmp_path: Path
+) -> None:
+    await cancel_at_half(manager, server, transfer)
     new = os.urandom(SIZE)
     (tmp_path / "source.bin").write_bytes(new)  # new ETag: If-Range no longer matches
     server.clear_faults()
@@ -240,11 +238,7 @@ async def test_wrong_bytes_raise_checksum_mismatch_and_keep_nothing(
 async def test_a_cancelled_download_resumes_from_the_partial_file(
     manager: JobManager, server: LoopbackServer, transfer: Transfer, data: bytes
 ) -> None:
-    server.add_fault(PATH, Fault("stall", after_bytes=SIZE // 2, seconds=30))
-    handle = manager.dispatch(FetchJob(transfer))
-    await wait_until(lambda: handle.progress.done >= SIZE // 2)
-    handle.cancel()
-    assert await handle.join() is JobState.CANCELLED
+    await cancel_at_half(manager, server, transfer)
     assert partial_size(transfer.dest) == SIZE // 2
     assert leftovers(transfer.dest) == ["blob.bin.part", "blob.bin.part.json"]
 
