@@ -34,7 +34,7 @@ ALIGN = 4096
 #: Bytes per write: each stream fills a buffer of this size while the previous one is written.
 BATCH = 8 << 20
 #: Buffers per stream: one filling, the others queued or being written.
-BUFFERS = 3
+BUFFERS = 4
 #: A partly filled buffer is written after this many seconds without a full one.
 IDLE_FLUSH = 0.5
 #: Hash at most this much per worker-thread call, so a cancel never waits long.
@@ -129,15 +129,19 @@ class DiskFile:
 
 
 class BatchWriter:
-    """Collects one stream's bytes in buffers and writes each full buffer from a worker thread
-    while the stream goes on receiving into the next one.
+    """Lends one stream page-aligned buffers to receive into, and writes each from a worker
+    thread while the stream receives into the next.
 
-    Copying chunks into a few reused, page-aligned buffers costs one memcpy; it lets the writes
-    bypass the page cache, and spares the worker thread a GIL hand-over per small chunk. ``add``
-    waits only when every buffer is full or being written. ``flush`` writes what is buffered and
-    waits until all of it is on disk, so ``segment.done`` counts it; call it (shielded) before
-    leaving a segment. A write error is raised by the next ``add`` or ``flush``. Writes are
-    shielded from cancellation: bytes handed over are never lost.
+    Receiving straight into a few reused, aligned buffers lets the writes bypass the page cache
+    and spares the worker thread a GIL hand-over per small read. ``window`` lends the free part
+    of the current buffer; the stream fills a prefix of it, reports the count with ``advance``,
+    and releases it, all before its next ``await``. A buffer is written once full, or once no
+    full one came for ``IDLE_FLUSH`` seconds, so the bytes of a slow or stalled stream soon
+    reach the disk (and the sidecar).
+    ``window`` waits only when every buffer is queued or being written. ``flush`` writes what is
+    buffered and waits until all of it is on disk, so ``segment.done`` counts it; call it
+    (shielded) before leaving a segment. A write error is raised by the next ``window`` or
+    ``flush``. Writes are shielded from cancellation: bytes handed over are never lost.
     """
 
     def __init__(self, part: PartFile) -> None:
@@ -150,6 +154,7 @@ class BatchWriter:
         self._available = anyio.Semaphore(BUFFERS)  # buffers not queued or being written
         self._buffer: mmap.mmap | None = None
         self._start = self._filled = 0  # the bytes to write are _buffer[_start:_filled]
+        self._offset = 0  # where _buffer[_start] goes in the file
         self._queued = 0  # bytes handed to the drain task, not yet counted in segment.done
         self._segment: Segment | None = None  # the segment being buffered
         self._error: Exception | None = None
@@ -166,27 +171,29 @@ class BatchWriter:
         for buffer in self._free:
             buffer.close()
 
-    async def add(self, segment: Segment, chunk: bytes) -> None:
-        """Buffer ``chunk``, the next bytes of ``segment``."""
-        data, self._segment = memoryview(chunk), segment
-        while data:
-            if self._buffer is None:
-                self._raise_error()
-                await self._available.acquire()
-                self._buffer = self._free.pop() if self._free else aligned_buffer(BATCH)
-                # Lay the bytes out like the file, so the aligned middle can go direct.
-                self._start = self._filled = (segment.position + self._queued) % ALIGN
-            n = min(len(data), BATCH - self._filled)
-            self._buffer[self._filled : self._filled + n] = data[:n]
-            self._filled += n
-            data = data[n:]
-            if self._filled == BATCH:
-                self._submit(segment)
+    async def window(self, segment: Segment, limit: int) -> memoryview:
+        """Room for at most ``limit`` next bytes of ``segment``; fill it and release it before
+        the next ``await``."""
+        self._raise_error()
+        if self._buffer is None:
+            await self._available.acquire()
+            self._buffer = self._free.pop() if self._free else aligned_buffer(BATCH)
+            self._offset = segment.position + self._queued
+            # Lay the bytes out like the file, so the aligned middle can go direct.
+            self._start = self._filled = self._offset % ALIGN
+        self._segment = segment
+        return memoryview(self._buffer)[self._filled : min(BATCH, self._filled + limit)]
 
-    async def flush(self, segment: Segment) -> None:
-        """Write what is buffered for ``segment`` and wait until everything is on disk."""
+    def advance(self, count: int) -> None:
+        """``count`` bytes were received into the window."""
+        self._filled += count
+        if self._filled == BATCH:
+            self._submit()
+
+    async def flush(self) -> None:
+        """Write what is buffered and wait until everything is on disk."""
         if self._buffer is not None:
-            self._submit(segment)
+            self._submit()
         with anyio.CancelScope(shield=True):
             for _ in range(BUFFERS):  # every buffer back: nothing is being written
                 await self._available.acquire()
@@ -194,37 +201,38 @@ class BatchWriter:
                 self._available.release()
         self._raise_error()
 
-    def _submit(self, segment: Segment) -> None:
-        assert self._buffer is not None
+    def _submit(self) -> None:
+        assert self._buffer is not None and self._segment is not None
         view = memoryview(self._buffer)[self._start : self._filled]
         self._queued += len(view)
-        self._send.send_nowait((segment, view))
+        hashing = self._part.hash_soon(self._offset, view)  # the hash need not wait for the disk
+        self._send.send_nowait((self._segment, self._offset, view, hashing))
         self._buffer = None
 
     def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        if self._error is not None:  # it stays: bytes after a failed write are never counted
+            raise self._error
 
     async def _drain(self) -> None:
-        # Shielded: queued buffers are written even on cancel; it ends once _send is closed. A
-        # partly filled buffer is written after IDLE_FLUSH seconds without a full one, so the
-        # bytes of a slow or stalled stream reach the disk (and the sidecar) anyway.
+        # Shielded: queued buffers are written even on cancel; it ends once _send is closed.
         with anyio.CancelScope(shield=True):
             async with self._receive:
                 while True:
                     with anyio.move_on_after(IDLE_FLUSH) as idle:
                         try:
-                            segment, view = await self._receive.receive()
+                            segment, offset, view, hashing = await self._receive.receive()
                         except anyio.EndOfStream:
                             return
                     if idle.cancelled_caught:
-                        if self._buffer is not None and self._segment is not None:
-                            self._submit(self._segment)
+                        if self._buffer is not None:  # not lent out: windows never span awaits
+                            self._submit()
                         continue
                     try:
                         if self._error is None:
-                            await self._part.write(segment, view)
+                            await self._part.write(offset, view, hashing)
+                            self._part.count(segment, len(view))
+                        else:  # bytes after a failed write are not wanted
+                            await self._part.drop_hash(hashing)
                     except Exception as exc:
                         self._error = exc
                     finally:

@@ -1,8 +1,4 @@
-"""HTTP plumbing for downloads: the client, its timeouts, response headers, error messages.
-
-Why a client of our own: on a fast link a Python download is limited by the event loop's work
-per socket read, not by the network; :func:`widen_reads` makes each read bigger.
-"""
+"""HTTP plumbing for downloads: the client, its timeouts, response headers, error messages."""
 
 from __future__ import annotations
 
@@ -12,17 +8,15 @@ import os
 import random
 import ssl
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
-import httpcore
 import httpx
+
+from .body import read_bodies_directly
 
 if TYPE_CHECKING:
     from .download import RetryPolicy
-
-#: Bytes per socket read on the connections of clients made here (httpcore's default: 64 KiB).
-READ_SIZE = 1 << 20
 
 
 class Retry(Exception):
@@ -48,10 +42,10 @@ RETRYABLE = (
 
 def new_client(policy: RetryPolicy) -> httpx.AsyncClient:
     """A client for one download: redirects followed, proxy variables honoured (httpx's
-    ``trust_env``), timeouts from ``policy``, wide reads."""
+    ``trust_env``), timeouts from ``policy``, bodies read straight from the socket."""
     verify = _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     client = httpx.AsyncClient(follow_redirects=True, timeout=timeout_for(policy), verify=verify)
-    widen_reads(client)
+    read_bodies_directly(client)
     return client
 
 
@@ -97,62 +91,6 @@ def retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def widen_reads(client: httpx.AsyncClient) -> None:
-    """Make the client's direct connections read up to ``READ_SIZE`` bytes per socket read.
-
-    httpcore reads 64 KiB at a time, and each read costs the event loop a fixed amount of
-    Python work (timeouts, h11 events, stream wake-ups); on a fast link that work, not the
-    network, limits a download (with several copies of every byte). Reading up to 1 MiB at a
-    time cuts it to a fraction. This reaches into private attributes of httpx, httpcore and
-    asyncio's transport, so each step is skipped when they are not as expected; proxied
-    connections (their own transports) keep the defaults.
-    """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.AsyncNetworkBackend):
-        pool._network_backend = _WideReads(backend)  # type: ignore[union-attr]
-
-
-class _WideReads(httpcore.AsyncNetworkBackend):
-    """A network backend whose streams read at least ``READ_SIZE`` bytes at a time."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.connect_tcp(*args, **kwargs))
-
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.connect_unix_socket(*args, **kwargs))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _WideStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        # asyncio's socket transport receives 256 KiB per recv(); let this one take more.
-        transport = getattr(getattr(inner, "_stream", None), "_transport", None)
-        if isinstance(getattr(transport, "max_size", None), int):
-            transport.max_size = max(transport.max_size, READ_SIZE)  # type: ignore[union-attr]
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _WideStream(await self._inner.start_tls(*args, **kwargs))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 def describe(exc: BaseException, policy: RetryPolicy) -> str:

@@ -12,11 +12,12 @@ crash the part file may hold more than the sidecar says, never less. Syncing eve
 while the transfer runs also means the final ``fsync`` before the rename has little left to do.
 
 Hashing follows the writes: a batch that lands exactly at the hashed position is hashed from
-memory right after it is written (always the case for a single stream, so nothing is read back);
+memory while it is written (always the case for a single stream, so nothing is read back);
 bytes of later pieces, and bytes found on disk when resuming, are read back once they are
 contiguous with the hashed prefix (parallel pieces are used when the network, not the machine,
-is the limit, so the reading costs nothing that matters). All of it happens in worker threads;
-the event loop only schedules. The I/O itself is in :mod:`.diskio`.
+is the limit, so the reading costs nothing that matters). All hashing happens on one thread,
+writing and syncing in worker threads; the event loop only schedules. The I/O itself is in
+:mod:`.diskio`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import hashlib
 import json
 import logging
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -162,8 +162,7 @@ class PartFile:
         self.sidecar = sidecar_path(dest)
         self.state: Sidecar | None = None
         self._file: DiskFile | None = None
-        self._hash_lock = threading.Lock()  # guards the hash across worker threads
-        self._hasher: ThreadPoolExecutor | None = None  # hashes batches while they are written
+        self._hasher: ThreadPoolExecutor | None = None  # the one thread that hashes
         self._sync_lock = anyio.Lock()
         self._changed = _Signal()  # bytes were written
         self._forget_bytes()
@@ -221,33 +220,45 @@ class PartFile:
 
     # -- writing, hashing, syncing -----------------------------------------------------------
 
-    async def write(self, segment: Segment, data: memoryview) -> None:
-        """Write ``data`` at ``segment.position`` from a worker thread, then count it as done.
-        ``data`` is laid out in memory like the file (see :class:`~.diskio.DiskFile`)."""
-        await anyio.to_thread.run_sync(self._write_blocking, segment.position, data)
-        segment.done += len(data)
-        self._unsynced += len(data)
-        self._changed.notify()
+    def hash_soon(self, offset: int, data: memoryview) -> Future[None]:
+        """Hash ``data``, the bytes at ``offset``, from memory on the hash thread if they
+        continue the hashed prefix when their turn comes (else they are read back later). Keep
+        ``data`` unchanged until the future is done."""
+        assert self._hasher is not None
+        return self._hasher.submit(self._hash_from_memory, offset, data)
 
-    def _write_blocking(self, offset: int, data: memoryview) -> None:
-        # If this batch continues the hashed prefix, hash it from memory on the hashing thread
-        # while this one writes it: the disk and the hash each take about as long. Never wait
-        # for the lock (the read-back hasher holds it, and will pick these bytes up from disk).
-        hashing = None
-        if self._hashed == offset and self._hash_lock.acquire(blocking=False):
-            if self._hashed == offset and self._hasher is not None:
-                hashing = self._hasher.submit(self._hash.update, data)
-            else:
-                self._hash_lock.release()
+    async def write(self, offset: int, data: memoryview, hashing: Future[None]) -> None:
+        """Write ``data`` at ``offset`` from a worker thread; returns once ``hashing`` (its
+        :meth:`hash_soon`) is done too, so the caller may reuse ``data``. ``data`` is laid out in
+        memory like the file (see :class:`~.diskio.DiskFile`). :meth:`count` it afterwards."""
+        await anyio.to_thread.run_sync(self._write_blocking, offset, data, hashing)
+
+    def _write_blocking(self, offset: int, data: memoryview, hashing: Future[None]) -> None:
         try:
             self.file.write(data, offset)
         finally:
-            if hashing is not None:
-                try:
-                    hashing.result()
-                    self._hashed = offset + len(data)
-                finally:
-                    self._hash_lock.release()
+            hashing.result()
+
+    async def drop_hash(self, hashing: Future[None]) -> None:
+        """Give up a :meth:`hash_soon` whose bytes are not written; returns once their buffer
+        may be reused."""
+        if not hashing.cancel():
+            await anyio.to_thread.run_sync(hashing.result)
+
+    def count(self, segment: Segment, written: int) -> None:
+        """``written`` more bytes of ``segment`` are on disk."""
+        segment.done += written
+        self._unsynced += written
+        self._changed.notify()
+
+    # Hashing happens on the one hash thread, in the order it is asked for, so the hash and
+    # ``_hashed`` need no lock: bytes are hashed from memory if they continue the prefix when
+    # their turn comes, otherwise read back from disk once the prefix reaches them.
+
+    def _hash_from_memory(self, offset: int, data: memoryview) -> None:
+        if self._hashed == offset:
+            self._hash.update(data)
+            self._hashed += len(data)
 
     async def follow_hash(self) -> None:
         """Keep hashing the contiguous prefix as it grows; runs until cancelled."""
@@ -263,13 +274,16 @@ class PartFile:
         """Hash up to ``target`` from disk, in steps of ``HASH_STEP`` (a cancel waits for one)."""
         while self._hashed < target:
             step = min(target, self._hashed + HASH_STEP)
-            await anyio.to_thread.run_sync(self._hash_blocking, step)
+            await anyio.to_thread.run_sync(self._hash_from_disk_blocking, step)
 
-    def _hash_blocking(self, target: int) -> None:
-        with self._hash_lock:
-            if self._hashed < target:
-                self.file.hash_range(self._hash, self._hashed, target)
-                self._hashed = target
+    def _hash_from_disk_blocking(self, target: int) -> None:
+        assert self._hasher is not None
+        self._hasher.submit(self._read_back, target).result()
+
+    def _read_back(self, target: int) -> None:
+        if self._hashed < target:
+            self.file.hash_range(self._hash, self._hashed, target)
+            self._hashed = target
 
     async def keep_synced(self) -> None:
         """Sync and save the sidecar every ``SYNC_BYTES`` or ``SYNC_SECONDS``; runs until

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from ..engine import JobContext
-from .diskio import ALIGN, BatchWriter
+from .body import body_of
+from .diskio import ALIGN, BATCH, BatchWriter
 from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
 from .httpio import (
     RETRYABLE,
@@ -333,32 +335,38 @@ class Download:
     async def _receive(
         self, segment: Segment, response: httpx.Response, writer: BatchWriter
     ) -> None:
-        """Write the body at ``segment.position``, in batches, until the segment is complete.
+        """Receive the body at ``segment.position``, in batches, until the segment is complete.
 
         What arrived is always written before this returns or raises (shielded: a cancel loses
-        nothing received). Raises ``_Interrupted`` on pause or cancel, ``Retry`` if the body
-        ended early.
+        nothing received). Bytes past the segment's end are never read. Raises ``_Interrupted``
+        on pause or cancel, ``Retry`` if the body ended early.
         """
         token, progress, total = self.ctx.token, self.ctx.progress, self.total
+        body = body_of(response, self.timeout.read)
         position = segment.position  # received up to here (written up to segment.position)
         try:
-            async for chunk in response.aiter_raw():
-                overrun = segment.end is not None and len(chunk) > segment.end - position
-                if overrun:  # more than the range asked for: keep what fits, drop the rest
-                    chunk = chunk[: segment.end - position]  # type: ignore[operator]
-                await writer.add(segment, chunk)
-                position += len(chunk)
-                self.received += len(chunk)
-                self.done += len(chunk)
+            while segment.end is None or position < segment.end:
+                limit = BATCH if segment.end is None else segment.end - position
+                window = await writer.window(segment, limit)
+                count = body.read_into(window)  # no await while the window is lent
+                window.release()
+                if count is None:
+                    await body.wait()
+                    continue
+                if count == 0:
+                    break
+                writer.advance(count)
+                position += count
+                self.received += count
+                self.done += count
                 self.failures = 0
                 progress(self.done, total)
-                if overrun:
-                    break
                 if token.paused or token.cancelled:
                     raise _Interrupted
+                await anyio.lowlevel.checkpoint()  # bytes may keep coming: let others run too
         finally:
             with anyio.CancelScope(shield=True):
-                await writer.flush(segment)
+                await writer.flush()
         if segment.end is None:  # a body of unknown length ended: that was all of it
             segment.end = segment.position
         elif not segment.complete:
