@@ -313,12 +313,16 @@ class Download:
             return  # the whole file, as asked, or as the first answer of a fresh download
         if status == 206 and segment is not None:
             start, last, total = content_range(response.headers.get("content-range", ""))
-            known = state.total if state is not None else total
+            known = state.total if state is not None and state.total is not None else total
             if start != segment.position or last is None or total is None or total != known:
                 raise StartOver(
                     f"the server sent bytes {start}-{last} of {total} when asked for "
                     f"{segment.position}- of {known}: the file changed"
                 )
+            if state is not None and state.total is None:  # the first answer did not say
+                state.total = total
+                if segment.end is None:
+                    segment.end = total
             return
         if status == 200:
             raise StartOver(
