@@ -14,8 +14,9 @@ notebooks get paused, cancelled and restarted. :func:`fetch` therefore
   connection is slow (on a fast link they only cost CPU), hashing the contiguous prefix while
   the rest arrives, and writing around the page cache (:mod:`.diskio`).
 
-The loop stays responsive: per chunk it only copies bytes into a buffer; writing, hashing and
-syncing run in worker threads, in bounded steps.
+The loop stays responsive: per read it only receives bytes into a write buffer (straight from
+the socket for plain HTTP, :mod:`.body`); writing, hashing and syncing run in other threads, in
+bounded steps.
 
 On cancel (``JobCancelled`` at a checkpoint, or anyio cancellation of the task) the connections
 are closed, received bytes are written, the part file is synced and its sidecar saved (shielded),

@@ -12,7 +12,7 @@ validator the first answer gave, so a resumed segment either continues the same 
 the server says the file changed (200), and the download starts over from byte 0. Failed
 requests are retried from the bytes on disk: nothing received is fetched twice.
 
-Pause: between chunks a stream sees the paused token, writes what it has, closes its connection
+Pause: between reads a stream sees the paused token, writes what it has, closes its connection
 and parks at ``ctx.checkpoint()``; on resume it asks for the rest. Cancel: the same, except the
 checkpoint (or anyio cancellation) raises and the caller keeps the partial file.
 """
