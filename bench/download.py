@@ -35,7 +35,7 @@ from tests.support.http_server import LoopbackServer
 
 SIZE = 1 << 30
 BLOCK = 64 << 20
-ROUNDS = 3
+ROUNDS = 5
 LAG_PERIOD = 0.01
 
 

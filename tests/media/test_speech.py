@@ -115,7 +115,13 @@ async def test_pause_and_resume_inside_a_file(
     )
     await wait_until(lambda: 0 < handle.tracker.done < 1, timeout=120)
     handle.pause()
-    await wait_until(lambda: handle.state is JobState.PAUSED, timeout=10)
+    with anyio.move_on_after(10):
+        while handle.state is JobState.RUNNING:
+            await anyio.sleep(0.01)
+    assert handle.state is JobState.PAUSED, (
+        f"{handle.status}, parked {handle.token.parked}, done {handle.tracker.done}, "
+        f"error {handle.error!r}"
+    )
     done = handle.tracker.done
     await anyio.sleep(1.5)
     assert handle.tracker.done == done  # really waiting inside the file
