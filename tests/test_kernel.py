@@ -51,6 +51,19 @@ DEFINE_JOB = textwrap.dedent(
                 self.steps_done += 1
                 ctx.progress(i + 1, steps)
             return f"slept {self.seconds:g} s"
+
+    @dataclass
+    class KernelThreadSteps(ipyjobs.Job, kind="kernel_test.thread_steps"):
+        steps: int
+
+        def run_steps(self):
+            for _ in range(self.steps):
+                ipyjobs.current_token().check()
+                time.sleep(0.02)
+
+        async def run(self, ctx):
+            await ctx.run_sync(self.run_steps)
+            return "done"
     """
 )
 
@@ -210,8 +223,12 @@ def test_shutdown_is_prompt_and_flushes_the_store(tmp_path: Path) -> None:
             "while ipyjobs.jobs().store.get(first.id) is None:\n    await asyncio.sleep(0.05)",
             timeout=10,
         )
+        # Worker threads must not hold up the exit: one that ended, one parked in a paused job.
+        kernel.run("parked = ipyjobs.jobs().dispatch(KernelThreadSteps(10_000))")
+        kernel.run("await asyncio.sleep(0.2)\nparked.pause()\nawait asyncio.sleep(0.2)")
+        assert kernel.value("parked.state.value") == "'paused'"
         # Ends right before the shutdown: only the final flush can store its ending.
-        kernel.run("last = ipyjobs.jobs().dispatch(KernelSleep(0.05))\nawait last")
+        kernel.run("last = ipyjobs.jobs().dispatch(KernelThreadSteps(3))\nawait last")
         last_id = kernel.value("last.id").strip("'")
         started = time.monotonic()
         manager.shutdown_kernel(now=False)

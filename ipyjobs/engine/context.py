@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
 from .handle import MAX_ITEM_ERRORS, ItemError, JobHandle, error_text
+from .threads import run_in_thread
 from .token import InterruptToken, _current_token
 
 if TYPE_CHECKING:
@@ -95,9 +94,7 @@ class JobContext:
         On cancel, the token is cancelled and this waits until ``fn`` has returned or raised:
         the thread is never abandoned, so no work runs on after the job ended.
         """
-        return await anyio.to_thread.run_sync(
-            functools.partial(_call_with_token, self.token, fn, args)
-        )
+        return await run_in_thread(functools.partial(_call_with_token, self.token, fn, args))
 
 
 def _call_with_token(token: InterruptToken, fn: Callable[..., T], args: tuple) -> T:

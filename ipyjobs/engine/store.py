@@ -259,9 +259,7 @@ class JobStore:
 class StoreWriter:
     """Writes batches to a store from one daemon thread, in order.
 
-    A daemon thread, not ``anyio.to_thread``: anyio's worker threads are joined at interpreter
-    exit only once the root task ends, which never happens in a Jupyter kernel, so a kernel
-    that used them takes seconds to shut down and loses its last writes.
+    A daemon thread, for the reason :mod:`.threads` gives: a kernel must be able to exit.
     """
 
     def __init__(self, store: JobStore) -> None:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..engine.threads import run_in_thread
+
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -271,7 +273,7 @@ async def sha256_of(path: Path) -> tuple[str, int]:
         size = os.fstat(fd).st_size
         for start in range(0, size, HASH_STEP):
             end = min(size, start + HASH_STEP)
-            await anyio.to_thread.run_sync(_hash_mapped, fd, hasher, start, end)
+            await run_in_thread(_hash_mapped, fd, hasher, start, end)
     finally:
         os.close(fd)
     return hasher.hexdigest(), size

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import anyio
 
+from ..engine.threads import run_in_thread
 from .diskio import HASH_STEP, DiskFile
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class PartFile:
         """Write ``data`` at ``offset`` from a worker thread; returns once ``hashing`` (its
         :meth:`hash_soon`) is done too, so the caller may reuse ``data``. ``data`` is laid out in
         memory like the file (see :class:`~.diskio.DiskFile`). :meth:`count` it afterwards."""
-        await anyio.to_thread.run_sync(self._write_blocking, offset, data, hashing)
+        await run_in_thread(self._write_blocking, offset, data, hashing)
 
     def _write_blocking(self, offset: int, data: memoryview, hashing: Future[None]) -> None:
         try:
@@ -243,7 +244,7 @@ class PartFile:
         """Give up a :meth:`hash_soon` whose bytes are not written; returns once their buffer
         may be reused."""
         if not hashing.cancel():
-            await anyio.to_thread.run_sync(hashing.result)
+            await run_in_thread(hashing.result)
 
     def count(self, segment: Segment, written: int) -> None:
         """``written`` more bytes of ``segment`` are on disk."""
@@ -274,7 +275,7 @@ class PartFile:
         """Hash up to ``target`` from disk, in steps of ``HASH_STEP`` (a cancel waits for one)."""
         while self._hashed < target:
             step = min(target, self._hashed + HASH_STEP)
-            await anyio.to_thread.run_sync(self._hash_from_disk_blocking, step)
+            await run_in_thread(self._hash_from_disk_blocking, step)
 
     def _hash_from_disk_blocking(self, target: int) -> None:
         assert self._hasher is not None
@@ -301,7 +302,7 @@ class PartFile:
             return
         async with self._sync_lock:
             text, pending = self.state.to_json(), self._unsynced
-            await anyio.to_thread.run_sync(self._sync_blocking, text)
+            await run_in_thread(self._sync_blocking, text)
             self._unsynced -= pending
 
     def _sync_blocking(self, text: str) -> None:
@@ -322,7 +323,7 @@ class PartFile:
         assert self.state is not None
         size = self.state.contiguous()
         await self._hash_from_disk(size)
-        await anyio.to_thread.run_sync(self._trim_and_fsync, size)
+        await run_in_thread(self._trim_and_fsync, size)
         return self._hash.hexdigest(), size
 
     def _trim_and_fsync(self, size: int) -> None:
@@ -333,7 +334,7 @@ class PartFile:
     async def commit(self) -> None:
         """Atomically move the finished part file to ``dest`` and drop the sidecar."""
         self.close()
-        await anyio.to_thread.run_sync(self._commit_blocking)
+        await run_in_thread(self._commit_blocking)
 
     def _commit_blocking(self) -> None:
         os.replace(self.path, self.dest)
