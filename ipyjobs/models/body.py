@@ -15,7 +15,7 @@ leaves h11 expecting a body, so httpcore closes the connection when the response
 instead of reusing it: one TCP connect per request, nothing on a download of megabytes.
 
 Everything else (TLS, proxies, chunked or encoded bodies, a stream h11 has read body bytes
-from) goes through httpx: :class:`StreamedBody`, the same interface with one more copy.
+from) goes through httpx and h11: :class:`StreamedBody`, the same interface.
 """
 
 from __future__ import annotations
@@ -52,11 +52,9 @@ def body_of(response: httpx.Response, timeout: float | None) -> Body:
     ``timeout``: the longest wait for a byte. Close the response when done, as usual."""
     stream = response.extensions.get("network_stream")
     headers = response.headers
-    raw = "transfer-encoding" not in headers and headers.get("content-encoding", "identity") in (
-        "",
-        "identity",
-    )
-    if raw and isinstance(stream, _Stream) and stream.holds_body:
+    encoding = headers.get("content-encoding", "").strip().lower()
+    plain = "transfer-encoding" not in headers and encoding in ("", "identity")
+    if plain and isinstance(stream, _Stream) and stream.holds_body:
         length = headers.get("content-length", "")
         return SocketBody(stream, int(length) if length.isdigit() else None, timeout)
     return StreamedBody(response.aiter_raw())
