@@ -131,8 +131,8 @@ class DiskFile:
 
 
 class BatchWriter:
-    """Lends one stream page-aligned buffers to receive into, and writes each from a worker
-    thread while the stream receives into the next.
+    """Lends one stream page-aligned buffers to receive into; each full buffer goes to the hash
+    thread at once and is written from a worker thread while the stream receives into the next.
 
     Receiving straight into a few reused, aligned buffers lets the writes bypass the page cache
     and spares the worker thread a GIL hand-over per small read. ``window`` lends the free part
@@ -150,7 +150,7 @@ class BatchWriter:
         self._part = part
         self._free: list[mmap.mmap] = []
         queue: tuple[MemoryObjectSendStream, MemoryObjectReceiveStream] = (
-            anyio.create_memory_object_stream(BUFFERS)  # of (segment, bytes to write)
+            anyio.create_memory_object_stream(BUFFERS)  # (segment, offset, bytes, hashing)
         )
         self._send, self._receive = queue
         self._available = anyio.Semaphore(BUFFERS)  # buffers not queued or being written
