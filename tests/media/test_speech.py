@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -96,15 +97,43 @@ async def test_bad_files_fail_alone(
     assert not (folder / "notes.txt").exists()
 
 
+class ForwardPasses:
+    """Counts whisper's forward passes in this test and, at pass ``n``, runs ``action`` on the
+    event loop before the pass checks the job's token as always. Progress comes once per
+    30-second window, too coarse to aim at "inside a file" from outside on a slow machine."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.trigger: tuple[int, Callable[[], object]] | None = None
+        self._loop = anyio.lowlevel.current_token()
+        self._check_token = whisper_runtime._check_token
+
+    def at(self, n: int, action: Callable[[], object]) -> None:
+        self.trigger = (n, action)
+
+    def __call__(self, module: object, args: object) -> None:
+        self.count += 1
+        if self.trigger is not None and self.count == self.trigger[0]:
+            anyio.from_thread.run_sync(self.trigger[1], token=self._loop)
+        self._check_token(module, args)
+
+
+@pytest.fixture
+async def forward_passes(monkeypatch: pytest.MonkeyPatch) -> ForwardPasses:
+    passes = ForwardPasses()
+    monkeypatch.setattr(whisper_runtime, "_check_token", passes)  # before the model is loaded
+    return passes
+
+
 async def test_cancel_inside_a_file_stops_within_two_seconds_without_output(
-    manager: JobManager, mirror: LoopbackServer, long_clip: Path
+    manager: JobManager, mirror: LoopbackServer, long_clip: Path, forward_passes: ForwardPasses
 ) -> None:
     handle = manager.dispatch(TranscribeJob(str(long_clip), model="tiny.en-test"))
-    await wait_until(lambda: 0 < handle.tracker.done < 1, timeout=120)  # inside the file
-    started = time.monotonic()
-    handle.cancel()
+    asked: list[float] = []
+    forward_passes.at(20, lambda: (asked.append(time.monotonic()), handle.cancel()))
     assert await handle.join() is JobState.CANCELLED
-    assert time.monotonic() - started < 2
+    assert asked and time.monotonic() - asked[0] < 2
+    assert forward_passes.count == 20  # the pass that saw the cancel was the last
     assert sorted(p.name for p in long_clip.parent.iterdir()) == ["lecture.wav"]
 
 
@@ -113,35 +142,21 @@ async def test_pause_and_resume_inside_a_file(
     mirror: LoopbackServer,
     long_clip: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    forward_passes: ForwardPasses,
 ) -> None:
-    # The pause is asked from inside whisper, at its 20th forward pass, so that it lands in the
-    # middle of the file whatever the machine's speed (progress comes once per 30-second window,
-    # too coarse to aim at from outside). The pass then checks the token as always.
-    loop = anyio.lowlevel.current_token()
-    passes: list[str] = []
-    check_token = whisper_runtime._check_token
-
-    def counting_check(module: object, args: object) -> None:
-        passes.append(type(module).__name__)
-        if len(passes) == 20:
-            anyio.from_thread.run_sync(handle.pause, token=loop)
-        check_token(module, args)
-
-    monkeypatch.setattr(whisper_runtime, "_check_token", counting_check)
     handle = manager.dispatch(
         TranscribeJob(
             str(long_clip), model="tiny.en-test", output_dir=str(tmp_path), formats=["txt"]
         )
     )
+    forward_passes.at(20, handle.pause)
     await wait_until(lambda: handle.state is JobState.PAUSED, timeout=120)
-    stopped_at = len(passes)
     await anyio.sleep(1.5)
-    assert len(passes) == stopped_at == 20  # really waiting, inside the file
+    assert forward_passes.count == 20  # really waiting, inside the file
     assert handle.tracker.done < 1
     handle.resume()
     summary = await handle
-    assert summary["done"] == 1 and len(passes) > 20
+    assert summary["done"] == 1 and forward_passes.count > 20
     assert "library" in (tmp_path / "lecture.txt").read_text().lower()
 
 
