@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import httpcore
@@ -31,6 +31,8 @@ import httpx
 #: Bytes per socket read when h11 asks (it asks for 64 KiB; larger reads cost less per byte).
 READ_SIZE = 1 << 20
 _HEAD_END = b"\r\n\r\n"
+
+T = TypeVar("T", bytes, memoryview)
 
 
 class Body(Protocol):
@@ -106,10 +108,15 @@ class StreamedBody:
     def read_into(self, buffer: memoryview) -> int | None:
         if not self._chunk:
             return 0 if self._ended else None
-        count = min(len(buffer), len(self._chunk))
-        buffer[:count] = self._chunk[:count]
-        self._chunk = self._chunk[count:]
+        count, self._chunk = _move(self._chunk, buffer)
         return count
+
+
+def _move(source: T, buffer: memoryview) -> tuple[int, T]:
+    """Copy the start of ``source`` into ``buffer``: how many bytes, and the rest of ``source``."""
+    count = min(len(buffer), len(source))
+    buffer[:count] = source[:count]
+    return count, source[count:]
 
 
 def read_bodies_directly(client: httpx.AsyncClient) -> None:
@@ -195,21 +202,18 @@ class _Stream(httpcore.AsyncNetworkStream):
         """Body bytes into ``buffer``, without waiting; raises ``BlockingIOError`` if none
         have arrived, ``OSError`` if the connection broke."""
         if self._leftover:
-            count = min(len(buffer), len(self._leftover))
-            buffer[:count] = self._leftover[:count]
-            self._leftover = self._leftover[count:]
+            count, self._leftover = _move(self._leftover, buffer)
             return count
         assert self._fd is not None
         return os.readv(self._fd, [buffer])
 
     async def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
         assert self._fd is not None
-        with anyio.fail_after(timeout):
-            while True:
-                try:
-                    return os.read(self._fd, max_bytes)
-                except BlockingIOError:
-                    await anyio.wait_readable(self._fd)
+        while True:
+            try:
+                return os.read(self._fd, max_bytes)
+            except BlockingIOError:
+                await self.wait_readable(timeout)
 
     async def aclose(self) -> None:
         self._close_fd()
