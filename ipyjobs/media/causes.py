@@ -121,7 +121,8 @@ def check_space(folder: Path, what: str, probe: int = 64 * 1024) -> None:
 
 def name_too_long(exc: OSError) -> str:
     """ENAMETOOLONG with the name, its length and what the file system allows."""
-    path = Path(exc.filename or "")
+    named = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if n]
+    path = max(named, key=lambda p: len(os.fsencode(p.name)), default=Path())  # rename: either
     try:
         limit = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
