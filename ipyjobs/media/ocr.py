@@ -102,8 +102,14 @@ class OcrJob(Job, kind="media.ocr"):
     downloaded as shared child jobs. A file tesseract cannot read is reported with
     ``ctx.item_failed`` and the job goes on (it completes with ``error_count > 0``).
 
+    Each file's outputs are committed with its done-marker, or none is left (:mod:`.outputs`);
+    any error of one file (a full disk, a name too long, ...) fails that file only, with its
+    cause in one line. A file another kernel is working on is left to it (per-file claim) and
+    looked at again at the end. Inputs, formats and languages are checked before any download.
+
     Cancel: running tesseract processes are killed and reaped within about 50 ms, their
-    temporary outputs removed; files finished before keep their outputs. Pause: no new file is
+    temporary outputs removed; files finished before keep their outputs. A killed kernel takes
+    its tesseract processes with it; the next run removes what it left. Pause: no new file is
     started, the running ones finish, then the job waits. Running the job again, or
     ``manager.resume(job_id)`` after an interruption, skips the finished files.
 
