@@ -21,6 +21,7 @@ are removed and the claim released as the error passes on.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -39,6 +40,8 @@ from .causes import describe
 MARKER_SUFFIX = ".ipyjobs.json"
 #: How often a job waiting for another job's claim looks again, in seconds.
 CLAIM_POLL = 0.1
+#: ``flock`` errors of file systems that have no locks (some network and FUSE ones).
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
 
 def _key(stem: Path) -> str:
@@ -115,6 +118,12 @@ class FileClaim:
             except BlockingIOError:
                 os.close(fd)
                 return False
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    os.close(fd)
+                    raise
+                self._fd = fd  # a file system without locks: the claim is this process's only
+                return True
             except BaseException:
                 os.close(fd)
                 raise
