@@ -113,8 +113,7 @@ def row(handle: JobHandle) -> list[Any]:
         shown = figures(progress.done, progress.total, progress.unit)
         rate = progress.rate if running and progress.total else None
     else:  # a parent without progress of its own: its children's
-        done, total = amounts(handle)
-        shown = f"{fraction:.0%} of its children" if fraction is not None and total else ""
+        shown = f"{fraction:.0%} of its children" if fraction is not None else ""
         rate = None
     current = "" if handle.done else (progress.item or progress.message or "")
     shared = handle.waiters if not handle.owned and handle.waiters > 1 else 0

@@ -225,7 +225,7 @@ async def test_history_and_resume_of_interrupted_jobs(ipyjobs_home: Path, tmp_pa
             assert job_id == handle.id and row[STATUS] == "interrupted"
             assert row[FLAGS] == CAN_RESTART
             panel.handle({"t": "resume_all"})
-            assert "Resumed 1 interrupted job." == panel.notice
+            assert panel.notice == "Resumed 1 interrupted job."
             resumed = second.get(handle.id)
             assert await resumed == 60
             await wait_until(lambda: panel.interrupted == 0 or panel.refresh(), timeout=5)
