@@ -29,6 +29,20 @@ function button(cls, label, action) {
   return el;
 }
 
+// Icons as inline SVG: symbol glyphs such as U+23F8 are missing from many fonts.
+const SVG = (body) => `<svg viewBox="0 0 12 12" width="12" height="12" aria-hidden="true">${body}</svg>`;
+const ICONS = {
+  pause: SVG('<rect x="2" y="1.5" width="3" height="9" fill="currentColor"/><rect x="7" y="1.5" width="3" height="9" fill="currentColor"/>'),
+  resume: SVG('<path d="M3 1.5 L10.5 6 L3 10.5 Z" fill="currentColor"/>'),
+  cancel: SVG('<path d="M2.5 2.5 L9.5 9.5 M9.5 2.5 L2.5 9.5" stroke="currentColor" stroke-width="2"/>'),
+};
+
+function setIcon(el, name) {
+  if (el.dataset.icon === name) return;
+  el.dataset.icon = name;
+  el.innerHTML = ICONS[name];
+}
+
 /** One row element: [title+item, status, bar, figures, speed, controls]. */
 function makeRow(id) {
   const el = node("div", "ipyjobs-row");
@@ -44,8 +58,10 @@ function makeRow(id) {
   const figures = node("div", "ipyjobs-cell ipyjobs-figures");
   const speed = node("div", "ipyjobs-cell ipyjobs-speed");
   const controls = node("div", "ipyjobs-controls");
-  const toggle = button("ipyjobs-toggle", "⏸", "pause");
-  const cancel = button("ipyjobs-cancel", "✕", "cancel");
+  const toggle = button("ipyjobs-toggle", "", "pause");
+  const cancel = button("ipyjobs-cancel", "", "cancel");
+  setIcon(toggle, "pause");
+  setIcon(cancel, "cancel");
   cancel.title = "Cancel this job (and the jobs it owns)";
   controls.append(toggle, cancel);
   el.append(title, status, bar, figures, speed, controls);
@@ -75,9 +91,9 @@ function updateRow(el, row, depth) {
   setText(p.speed, speed);
   const t = p.toggle;
   if (flags & PAUSE) {
-    t.dataset.action = "pause"; setText(t, "⏸"); t.title = "Pause (resume later)";
+    t.dataset.action = "pause"; setIcon(t, "pause"); t.title = "Pause (resume later)";
   } else if (flags & (RESUME | RESTART)) {
-    t.dataset.action = "resume"; setText(t, "▶");
+    t.dataset.action = "resume"; setIcon(t, "resume");
     t.title = flags & RESTART ? "Resume from its last checkpoint" : "Resume";
   }
   t.style.visibility = flags & (PAUSE | RESUME | RESTART) ? "visible" : "hidden";

@@ -322,6 +322,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) ->
         "--ServerApp.disable_check_xsrf=True",
         "--ServerApp.allow_root=True",
         "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={root}",
     ]
     log = root.parent / "jupyterlab.log"

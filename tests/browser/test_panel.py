@@ -1,0 +1,234 @@
+"""The jobs panel at scale, in a real JupyterLab and Notebook 7 page in Chromium.
+
+5,000 jobs dispatched from one cell must show within 2 s with no widget model lost; clicks on
+rows must reach the kernel (asked through the page's own kernel connection); the bars of all
+rows must start at the same x (measured from the DOM); a reload must show the live jobs again;
+displaying the panel again and again must leave one panel (one refresh stream), and a panel
+no longer displayed must be closed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Lab, missing_requirements
+
+if (reason := missing_requirements()) is not None:
+    pytest.skip(reason, allow_module_level=True)
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.lab import (
+    KERNEL_READY,
+    job_row,
+    kernel_print,
+    open_and_run,
+    wait_for_kernel,
+    write_notebook,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+#: Jobs that count slowly; at most 20 run at once, the others wait in the queue.
+DEFINE = """
+import asyncio
+from dataclasses import dataclass
+
+import ipyjobs
+from ipywidgets.widgets.widget import _instances
+from ipyjobs.widgets import JobsPanel, ticker
+
+
+@dataclass
+class Wait(ipyjobs.Job, kind="browser_panel.wait"):
+    group = "browser_panel"
+    name: str
+    steps: int = 1200
+
+    @property
+    def title(self):
+        return self.name
+
+    async def run(self, ctx):
+        for i in range(self.steps):
+            await ctx.checkpoint()
+            ctx.progress(i + 1, self.steps, item=f"step {i + 1}")
+            await asyncio.sleep(0.1)
+
+
+def open_panels():
+    return sum(isinstance(w, JobsPanel) for w in list(_instances.values()))
+
+
+jobs = ipyjobs.jobs()
+jobs.set_limit("browser_panel", 20)
+"""
+
+DISPATCH = """
+hs = [
+    jobs.dispatch(Wait(f"job {i:04d}" + ("" if i % 7 else " with a much longer title")))
+    for i in range(JOBS)
+]
+print(len(hs))
+"""
+
+ROW_HEIGHT = 28  # px, as panel.js draws rows
+BAR_XS = """
+() => [...document.querySelectorAll('.ipyjobs-panel .ipyjobs-row .ipyjobs-bar')]
+  .map((bar) => Math.round(bar.getBoundingClientRect().x * 2) / 2)
+"""
+PANEL_SHOWS = """
+(jobs) => {
+  const panel = document.querySelector('.ipyjobs-panel');
+  if (!panel) return false;
+  const summary = panel.querySelector('.ipyjobs-summary');
+  const spacer = panel.querySelector('.ipyjobs-spacer');
+  return Boolean(summary && summary.textContent.startsWith(`${jobs} jobs`) && spacer &&
+    spacer.style.height === `${jobs * 28}px` && panel.querySelector('.ipyjobs-row .ipyjobs-bar'));
+}
+"""
+
+
+class CommCounter:
+    """Counts the kernel's comm messages reaching the page (websocket frames)."""
+
+    def __init__(self, page: Page) -> None:
+        self.frames: list[float] = []
+        page.on("websocket", self._watch)
+
+    def _watch(self, socket: Any) -> None:
+        def received(payload: str | bytes) -> None:
+            data = payload if isinstance(payload, bytes) else payload.encode()
+            if b'"comm_msg"' in data:
+                self.frames.append(time.monotonic())
+
+        socket.on("framereceived", received)
+
+    def rate(self, seconds: float) -> float:
+        start = time.monotonic()
+        time.sleep(seconds)
+        return sum(1 for at in self.frames if at >= start) / (time.monotonic() - start)
+
+
+def watch_console(page: Page) -> list[str]:
+    lines: list[str] = []
+    page.on("console", lambda msg: lines.append(msg.text))
+    page.on("pageerror", lambda error: lines.append(str(error)))
+    return lines
+
+
+def lost_models(console: list[str]) -> list[str]:
+    return [line for line in console if "not found" in line.lower() and "model" in line.lower()]
+
+
+def dispatch_and_time(page: Page, jobs: int) -> float:
+    """Seconds from sending the dispatching cell to the page showing every job."""
+    started = time.monotonic()
+    assert kernel_print(page, f"JOBS = {jobs}\n{DISPATCH}") == str(jobs)
+    page.wait_for_function(PANEL_SHOWS, arg=jobs, timeout=60_000, polling="raf")
+    return time.monotonic() - started
+
+
+def test_5000_jobs_show_at_once_clicks_reach_the_kernel_and_bars_line_up(
+    page: Page, lab: Lab
+) -> None:
+    console = watch_console(page)
+    comms = CommCounter(page)
+    name = write_notebook(lab.root, "panel_5000.ipynb", [DEFINE, "JobsPanel()"])
+    open_and_run(page, lab, name)
+    expect(page.locator(".ipyjobs-panel")).to_contain_text("No jobs yet", timeout=30_000)
+
+    took = dispatch_and_time(page, 5000)
+    assert took <= 2.0, f"5,000 jobs took {took:.2f} s to show"
+    assert lost_models(console) == []
+    drawn = page.locator(".ipyjobs-panel .ipyjobs-row").count()
+    assert 0 < drawn < 100, f"{drawn} rows in the DOM: only those in view should be"
+
+    # bars line up, whatever the title, and stay put as figures change and rows scroll
+    xs = page.evaluate(BAR_XS)
+    assert len(xs) == drawn and len(set(xs)) == 1, xs
+    page.wait_for_timeout(1500)
+    assert set(page.evaluate(BAR_XS)) == set(xs)
+    page.locator(".ipyjobs-list").evaluate(f"(el) => {{ el.scrollTop = {2500 * ROW_HEIGHT}; }}")
+    expect(job_row(page, "job 2500")).to_be_visible()
+    assert set(page.evaluate(BAR_XS)) == set(xs)
+
+    rate = comms.rate(3.0)
+    assert rate <= 100, f"{rate:.0f} comm messages/s with 5,000 jobs"
+
+    # a queued job deep in the list: cancel it
+    job_row(page, "job 2500").locator("button.ipyjobs-cancel").click()
+    wait_for_kernel(page, "print(hs[2500].state.value)", "cancelled")
+    expect(job_row(page, "job 2500").locator(".ipyjobs-status")).to_have_text("cancelled")
+
+    # a running job at the top: pause, resume, cancel
+    page.locator(".ipyjobs-list").evaluate("(el) => { el.scrollTop = 0; }")
+    first = job_row(page, "job 0000")
+    expect(first.locator(".ipyjobs-status")).to_have_text("running")
+    first.locator("button.ipyjobs-toggle[title^='Pause']").click()
+    wait_for_kernel(page, "print(hs[0].state.value)", "paused")
+    expect(first.locator(".ipyjobs-status")).to_have_text("paused")
+    first.locator("button.ipyjobs-toggle[title='Resume']").click()
+    wait_for_kernel(page, "print(hs[0].state.value)", "running")
+    first.locator("button.ipyjobs-cancel").click()
+    wait_for_kernel(page, "print(hs[0].state.value)", "cancelled")
+
+    # a reload of the page shows the live jobs again (from the kernel, not from the file)
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_timeout(500)
+    page.reload()
+    page.wait_for_function(KERNEL_READY, arg=name, timeout=60_000, polling=100)
+    page.wait_for_function(PANEL_SHOWS, arg=5000, timeout=30_000)
+    expect(job_row(page, "job 0000").locator(".ipyjobs-status")).to_have_text("cancelled")
+    expect(job_row(page, "job 0001").locator(".ipyjobs-status")).to_have_text("running")
+    assert lost_models(console) == []
+    kernel_print(page, "for h in hs: h.cancel()")
+
+
+def test_displaying_again_leaves_one_panel_and_a_hidden_panel_is_closed(
+    page: Page, lab: Lab
+) -> None:
+    name = write_notebook(
+        lab.root, "panel_again.ipynb", [DEFINE, "JobsPanel()", 'h = jobs.dispatch(Wait("solo"))']
+    )
+    open_and_run(page, lab, name)
+    expect(job_row(page, "solo").locator(".ipyjobs-status")).to_have_text("running", timeout=30_000)
+    for _ in range(5):  # run the panel's cell again, five times
+        page.evaluate(
+            """async () => {
+              const panel = window.jupyterapp.shell.currentWidget;
+              panel.content.activeCellIndex = 1;
+              await window.jupyterapp.commands.execute('notebook:run-cell');
+            }"""
+        )
+    expect(page.locator(".ipyjobs-panel")).to_have_count(1)
+    expect(job_row(page, "solo")).to_have_count(1)
+    count = "print(open_panels(), len(ticker.ticker()._views))"
+    wait_for_kernel(page, count, "1 1")
+
+    # no view left: the panel is closed within CLOSE_AFTER (5 s), and so is its refresh
+    page.evaluate(
+        """async () => {
+          const panel = window.jupyterapp.shell.currentWidget;
+          panel.content.activeCellIndex = 1;
+          await window.jupyterapp.commands.execute('notebook:clear-cell-output');
+        }"""
+    )
+    expect(page.locator(".ipyjobs-panel")).to_have_count(0)
+    wait_for_kernel(page, count, "0 0", timeout=20)
+    kernel_print(page, "h.cancel()")
+
+
+def test_the_panel_in_notebook_7_cancels_a_job(page: Page, lab: Lab) -> None:
+    name = write_notebook(
+        lab.root, "panel_nb7.ipynb", [DEFINE, "JobsPanel()", 'h = jobs.dispatch(Wait("in nb7"))']
+    )
+    open_and_run(page, lab, name, url=f"{lab.url}/notebooks/{name}")
+    row = job_row(page, "in nb7")
+    expect(row.locator(".ipyjobs-status")).to_have_text("running", timeout=30_000)
+    row.locator("button.ipyjobs-cancel").click()
+    wait_for_kernel(page, "print(h.state.value)", "cancelled")
+    expect(row.locator(".ipyjobs-status")).to_have_text("cancelled")
