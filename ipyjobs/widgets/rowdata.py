@@ -134,8 +134,8 @@ def record_row(record: JobRecord) -> list[Any]:
     """The row of a job only the store knows (an earlier session's, or one forgotten)."""
     progress = record.progress or {}
     total, done = progress.get("total"), progress.get("done") or 0
-    fraction = 1.0 if record.state is JobState.COMPLETED else (
-        min(1.0, done / total) if total else None
+    fraction = (
+        1.0 if record.state is JobState.COMPLETED else (min(1.0, done / total) if total else None)
     )
     restart = record.state is JobState.INTERRUPTED and resumable(record.kind)
     return [
@@ -218,9 +218,7 @@ def details(
         "status": record.state.value,
         "error": record.error or "",
         "log": [],
-        "item_errors": [[e.get("item"), e.get("error")] for e in record.item_errors][
-            :DETAIL_LINES
-        ],
+        "item_errors": [[e.get("item"), e.get("error")] for e in record.item_errors][:DETAIL_LINES],
         "error_count": record.error_count,
         "output": summarise_output(record.output),
         "timings": timings(history, (record.progress or {}).get("elapsed") or 0.0),

@@ -70,6 +70,7 @@ class Parent(Steps, kind="browser_test.parent"):
         return await child
 """
 
+
 def percent(locator_text: str) -> int:
     match = re.search(r"(\d+)%", locator_text)
     return int(match.group(1)) if match else 0
