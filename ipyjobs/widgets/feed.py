@@ -119,7 +119,13 @@ class Feed:
         return {"t": "history", "rows": rows}
 
     def interrupted(self) -> list[str]:
-        """Ids of interrupted top-level jobs that can resume (their children come with them)."""
+        """Ids of interrupted top-level jobs that can resume (their children come with them).
+
+        Jobs of a kernel that ended after this one started (a reloaded Voila page shuts the
+        old kernel down while the new one starts) are marked interrupted here first."""
+        store = getattr(self.manager, "store", None)
+        if store is not None:
+            store.mark_orphans_interrupted()
         records = self.records("interrupted", 1000)
         return [r.id for r in records if r.parent_id is None and rowdata.resumable(r.kind)]
 

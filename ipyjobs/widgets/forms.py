@@ -19,7 +19,7 @@ from ..media.speech import FORMATS as SPEECH_FORMATS
 from ..media.tesseract import FORMATS as OCR_FORMATS
 from ..models import ModelError, ModelStore
 from ..models.catalog import WHISPER
-from .inputs import LABEL_WIDTH, InputPicker, fresh_folder, style
+from .inputs import InputPicker, fresh_folder, labelled, style
 
 DETECT = "detect"
 LANGUAGES = [
@@ -50,8 +50,7 @@ class Checkboxes(widgets.HBox):
                                    layout=widgets.Layout(width="auto", margin="0 1em 0 0"))
             for name in options
         }  # fmt: skip
-        caption = widgets.Label(label, layout=widgets.Layout(width=LABEL_WIDTH))
-        super().__init__([caption, *self.boxes.values()])
+        super().__init__(labelled(label, *self.boxes.values()).children)
 
     @property
     def value(self) -> list[str]:
@@ -72,10 +71,9 @@ class LaunchForm(widgets.VBox):
         self.start.on_click(lambda _: self.submit())
         self.feedback = widgets.HTML()
         self.last_job: JobHandle | None = None
-        indent = widgets.Label(layout=widgets.Layout(width=LABEL_WIDTH))
         super().__init__([
             widgets.HTML(f"<b>{self.title}</b>"), self.inputs, *fields,
-            widgets.HBox([indent, self.start, self.feedback]),
+            labelled("", self.start, self.feedback),
         ])  # fmt: skip
         self.add_class("ipyjobs-form")
 
@@ -118,10 +116,10 @@ class TranscribeForm(LaunchForm):
                                          value=DETECT, style=style())  # fmt: skip
         self.language.observe(self._language_changed, "value")
         self._default = self.model.value
-        self.task = widgets.ToggleButtons(description="Task", options=["transcribe", "translate"],
-                                          style=style())  # fmt: skip
+        self.task = widgets.ToggleButtons(options=["transcribe", "translate"])
         self.formats = Checkboxes("Outputs", SPEECH_FORMATS, ("txt", "srt", "vtt"))
-        super().__init__([self.model, self.language, self.task, self.formats], manager)
+        fields = [self.model, self.language, labelled("Task", self.task), self.formats]
+        super().__init__(fields, manager)
 
     def _language_changed(self, change: dict) -> None:
         if self.model.value == self._default:  # the user did not pick another: follow
@@ -150,10 +148,10 @@ class OcrForm(LaunchForm):
     def __init__(self, manager: JobManager | None = None, **kwargs: Any) -> None:
         self.languages = widgets.Text(description="Languages", value="eng",
                                       placeholder="eng+deu", style=style())  # fmt: skip
-        self.variant = widgets.ToggleButtons(description="Data", options=["fast", "best"],
-                                             style=style())  # fmt: skip
+        self.variant = widgets.ToggleButtons(options=["fast", "best"])
         self.formats = Checkboxes("Outputs", OCR_FORMATS, ("txt",))
-        super().__init__([self.languages, self.variant, self.formats], manager)
+        fields = [self.languages, labelled("Data", self.variant), self.formats]
+        super().__init__(fields, manager)
 
     def check(self) -> None:
         catalog = ModelStore.at(self.manager.home).catalog

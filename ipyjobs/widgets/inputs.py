@@ -29,6 +29,13 @@ def style() -> dict[str, str]:
     return {"description_width": LABEL_WIDTH}
 
 
+def labelled(label: str, *fields: widgets.Widget) -> widgets.HBox:
+    """``fields`` after a label as wide as the others (for widgets that draw their
+    description above themselves, such as ToggleButtons)."""
+    caption = widgets.Label(label, layout=widgets.Layout(width=LABEL_WIDTH, flex="0 0 auto"))
+    return widgets.HBox([caption, *fields])
+
+
 def fresh_folder(parent: Path, prefix: str) -> Path:
     """A new folder ``parent/<prefix>-<time>[-n]`` that no one else uses."""
     parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +114,7 @@ class InputPicker(widgets.VBox):
     def __init__(self, what: str, extensions: tuple[str, ...] | list[str]) -> None:
         self.root = app_root()
         accept = ",".join(f".{e}" for e in (*extensions, "zip"))
-        self.source = widgets.ToggleButtons(
-            description="Files", options=["Upload", "Folder"], style=style()
-        )
+        self.source = widgets.ToggleButtons(options=["Upload", "Folder"])
         self.upload = widgets.FileUpload(
             description="Choose files", accept=accept, multiple=True,
             tooltip=f"{what} files, or a zip of them",
@@ -121,15 +126,15 @@ class InputPicker(widgets.VBox):
         self.rescan = widgets.Button(description="Rescan", icon="refresh",
                                      layout=widgets.Layout(width="auto"))  # fmt: skip
         self.rescan.on_click(lambda _: self._rescan())
-        indent = widgets.Label(layout=widgets.Layout(width=LABEL_WIDTH))
-        self._upload_row = widgets.HBox([indent, self.upload])
+        self._source_row = labelled("Files", self.source)
+        self._upload_row = labelled("", self.upload)
         self._folder_row = widgets.HBox([self.folder, self.rescan])
         self.source.observe(lambda _: self._show(), "value")
-        super().__init__([self.source, self._upload_row])
+        super().__init__([self._source_row, self._upload_row])
 
     def _show(self) -> None:
         row = self._upload_row if self.source.value == "Upload" else self._folder_row
-        self.children = (self.source, row)
+        self.children = (self._source_row, row)
 
     def _rescan(self) -> None:
         self.folder.options = folders_under(self.root)
