@@ -1,45 +1,47 @@
 """What the jobs panel sends: the tree as rows, diffed against what was sent last.
 
 The panel is one widget model whatever the number of jobs; its front end keeps every row and
-draws only the visible ones. Each tick the feed walks the live tree, rebuilds the rows of jobs
-whose state, progress, errors or waiters changed (a cheap fingerprint decides), and returns one
-message with the order (only when the tree changed) and the changed rows. So a tick costs one
+draws only the visible ones. Each tick the feed rebuilds the rows of the jobs the engine's events
+named (and their parents), and returns one message with the order (only when the tree changed)
+and the rows that differ from what was sent. So a tick costs one
 comm message, however many jobs run, and an idle tree costs none.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from ..engine import JobHandle, JobManager, JobRecord, JobState
+from ..engine import JobHandle, JobManager, JobRecord, JobState, events
 from . import rowdata
 
 log = logging.getLogger(__name__)
 
+#: Seconds between full sweeps over every job (events cover the rest).
+SWEEP_EVERY = 2.0
 #: States the history can be filtered by ("" is all of them).
 HISTORY_STATES = ("", "interrupted", "failed", "cancelled", "completed")
 
 
-def _fingerprint(handle: JobHandle) -> tuple:
-    # the snapshot is a new object at each sample; holding it keeps the comparison honest
-    return (
-        handle.status,
-        handle.progress,
-        handle.error_count,
-        handle.waiters,
-        len(handle.children),
-    )
-
-
 class Feed:
-    """The rows of one manager's jobs and what was last sent of them."""
+    """The rows of one manager's jobs and what was last sent of them.
+
+    Which rows to rebuild comes from the engine's event bus (lifecycle, progress and log
+    events name their job): a tick costs in proportion to what changed, not to the number of
+    jobs. A full sweep every ``SWEEP_EVERY`` seconds also catches what has no event (a pause
+    asked from code shows "pausing" until it takes effect, waiter counts).
+    """
 
     def __init__(self, manager: JobManager) -> None:
         self.manager = manager
         self._order: list[list[Any]] = []
         self._rows: dict[str, list[Any]] = {}
-        self._seen: dict[str, tuple] = {}
+        self._handles: dict[str, JobHandle] = {}
+        self._dirty: set[str] = set()
+        self._sweep_due = 0.0
+        bus = getattr(manager, "bus", None)
+        self._events = None if bus is None else bus.subscribe(max_logs=100_000)
 
     def walk(self) -> list[tuple[JobHandle, int]]:
         """``(handle, depth)`` depth first; a shared job appears once, under its first waiter."""
@@ -55,38 +57,69 @@ class Feed:
             stack.extend((child, depth + 1) for child in reversed(handle.children))
         return found
 
+    def touch(self, job_id: str) -> None:
+        """Rebuild this job's row, its subtree's and its parents' at the next diff (a control
+        acted on them)."""
+        handle = self._handles.get(job_id)
+        stack = [handle] if handle is not None else []
+        while stack:
+            current = stack.pop()
+            self._dirty.add(current.id)
+            stack.extend(current.children)
+        self._dirty.add(job_id)
+
     def full(self) -> dict[str, Any]:
         """Everything, for a view that starts (or restarts) from nothing."""
+        self._sweep_due = 0.0
         self.diff()
         return {"t": "full", "order": self._order, "rows": self._rows}
+
+    def _take_events(self) -> bool:
+        """Mark the jobs events named as dirty; True if a job was added."""
+        added = False
+        while self._events is not None and (event := self._events.get_nowait()) is not None:
+            self._dirty.add(event.job_id)
+            added = added or isinstance(event, events.Queued)
+        return added
 
     def diff(self) -> dict[str, Any] | None:
         """The order if it changed and the rows that changed since the last call; ``None`` when
         nothing did."""
-        tree = self.walk()
-        order = [[handle.id, depth] for handle, depth in tree]
+        now = time.monotonic()
+        sweep = self._events is None or now >= self._sweep_due
+        added = self._take_events()
+        message: dict[str, Any] = {"t": "diff"}
+        if sweep or added:
+            tree = self.walk()
+            self._handles = {handle.id: handle for handle, _ in tree}
+            order = [[handle.id, depth] for handle, depth in tree]
+            if order != self._order:
+                self._order = message["order"] = order
+                for gone in set(self._rows) - set(self._handles):
+                    del self._rows[gone]
+        if sweep:
+            self._sweep_due = now + SWEEP_EVERY
+            wanted = list(self._handles.values())
+        else:
+            wanted = []
+            for job_id in self._dirty:  # and their parents, which may follow them
+                handle = self._handles.get(job_id)
+                while handle is not None:
+                    wanted.append(handle)
+                    handle = handle.parent
+        self._dirty.clear()
         changed: dict[str, list[Any]] = {}
-        seen: dict[str, tuple] = {}
-        for handle, _ in tree:
-            mark = _fingerprint(handle)
-            seen[handle.id] = mark
-            # a parent without a total follows its children: rebuild it every time
-            follows_children = bool(handle.children) and not handle.progress.total
-            if self._seen.get(handle.id) == mark and not follows_children:
-                continue
+        for handle in wanted:
             new = rowdata.row(handle)
             if self._rows.get(handle.id) != new:
                 changed[handle.id] = self._rows[handle.id] = new
-        self._seen = seen
-        message: dict[str, Any] = {"t": "diff"}
-        if order != self._order:
-            self._order = order
-            message["order"] = order
-            for gone in set(self._rows) - set(seen):
-                del self._rows[gone]
         if changed:
             message["rows"] = changed
         return message if len(message) > 1 else None
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
 
     def in_sync(self) -> bool:
         """Whether what was sent is exactly what the jobs are now."""
@@ -109,9 +142,12 @@ class Feed:
         store = getattr(self.manager, "store", None)
         if store is None:
             return []
-        live = {h.id for h in self.manager.handles if h.state is not JobState.INTERRUPTED}
+        live = {h.id: h.state.value for h in self.manager.handles}
+        live = {job_id: s for job_id, s in live.items() if s != JobState.INTERRUPTED.value}
+        # as many more as live jobs could take places in the answer
+        extra = sum(1 for s in live.values() if not state or s == state)
         states = [JobState(state)] if state else None
-        found = store.records(states=states, limit=limit + len(live))
+        found = store.records(states=states, limit=limit + extra)
         return [r for r in found if r.id not in live][:limit]
 
     def history(self, state: str, limit: int) -> dict[str, Any]:

@@ -36,6 +36,8 @@ _ASSETS = Path(__file__).resolve().parent
 CLOSE_AFTER = 5.0
 #: Seconds between looks into the store (interrupted jobs, history); details refresh as often.
 STORE_EVERY = 2.0
+#: Seconds between refreshes of a shown history (the store may hold thousands of jobs).
+HISTORY_EVERY = 10.0
 #: Lines of the text/plain form; the rest is counted.
 REPR_LINES = 40
 
@@ -80,6 +82,7 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
         self._full_wanted = False
         self._store_due = 0.0
         self._details_due = 0.0
+        self._history_due = 0.0
         self._details_sent: dict | None = None
         self._history_sent: dict | None = None
         self._shown = False
@@ -113,7 +116,8 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
         if message is not None:
             self._post(message)
         self._send_details(now, message)
-        if self.show_history and (look or self._history_sent is None):
+        if self.show_history and (now >= self._history_due or self._history_sent is None):
+            self._history_due = now + HISTORY_EVERY
             history = self._feed.history(self.history_state, self.history_limit)
             if history != self._history_sent:
                 self._history_sent = history
@@ -166,6 +170,7 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
                 self._full_wanted = True
                 self._details_sent = self._history_sent = None
             elif kind in ("pause", "resume", "cancel") and isinstance(job_id, str):
+                self._feed.touch(job_id)
                 getattr(self.manager, kind)(job_id)
             elif kind == "open":
                 self.selected = job_id if isinstance(job_id, str) else ""
@@ -221,6 +226,7 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
 
     def close(self) -> None:
         ticker().discard(self)
+        self._feed.close()
         if _open.get(self.manager) is self:
             del _open[self.manager]
         super().close()

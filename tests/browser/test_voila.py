@@ -37,7 +37,7 @@ if (reason := missing_requirements()) is not None:
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.lab import job_row, write_notebook
-from tests.browser.test_panel import DEFINE
+from tests.browser.panel_page import DEFINE
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
