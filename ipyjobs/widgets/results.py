@@ -85,7 +85,8 @@ def render(title: str, job_id: str, outputs: list[Path]) -> str:
     else:
         encoded = base64.b64encode(data).decode()
         link = (
-            f'<a class="ipyjobs-download" download="{name}" '
+            f'<a class="ipyjobs-download" download="{name}" style="color:#1a73e8;'
+            f'text-decoration:underline" '
             f'href="data:application/zip;base64,{encoded}">Download all results ({name}, '
             f"{len(data) / 1000:.0f} kB)</a>"
         )

@@ -23,11 +23,13 @@ import pytest
 
 from tests.browser.conftest import (
     ARTIFACTS,
+    DOCS_IMAGES,
     REPO,
     ServerProcess,
     free_port,
     missing_requirements,
     run_server,
+    save_screenshot,
     wait_for,
 )
 
@@ -173,6 +175,7 @@ def test_the_app_uploads_runs_shows_zips_and_resumes_after_a_reload(
     shown = results.inner_text()
     assert "speech1" in shown and "speech2" in shown
     assert len(words(SENTENCES[0]) & words(shown)) >= 4, shown
+    save_screenshot(page, DOCS_IMAGES / "app.png")
     with page.expect_download() as download:
         results.locator("a.ipyjobs-download").click()
     archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
