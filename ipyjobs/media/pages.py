@@ -258,6 +258,7 @@ def assemble(document: Document, settings: Settings) -> FileResult:
             else:
                 with atomic_path(target) as tmp:
                     _WRITERS[fmt](document, records, tmp)
+                    tmp.chmod(0o644)  # as tesseract's own outputs (mkstemp makes 0600)
             outputs.append(target)
         if len(records) == document.pages:
             details = {"image": str(document.path), "pages": document.pages}

@@ -340,7 +340,7 @@ def graft(source: Path, layers: list[Layer], target: Path) -> None:
                 text_page = text.pages[0]
                 _, _, width, height = (float(v) for v in text_page.mediabox)
                 form = pdf.copy_foreign(text_page.as_form_xobject())
-            _draw(pdf, page, form, placement(box, layer.rotation, width, height), "/OCR")
+            _draw(pdf, page, form, placement(box, layer.rotation, width, height), "OCR")
             page.obj.Rotate = layer.rotation
         pdf.save(target)
 
@@ -364,4 +364,4 @@ def _replace_with_picture(
     )
     page.obj.Contents = pdf.make_stream(b"")
     page.obj.Resources = pikepdf.Dictionary()
-    _draw(pdf, page, image, placement(box, rotation, 1.0, 1.0), "/Im")
+    _draw(pdf, page, image, placement(box, rotation, 1.0, 1.0), "Im")

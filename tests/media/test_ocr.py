@@ -17,6 +17,7 @@ import pytest
 
 from ipyjobs import JobManager, JobState
 from ipyjobs.media import LocalExecutor, OcrJob
+from ipyjobs.media.pages import PageTask
 from ipyjobs.media.tesseract import TesseractNotFound
 from ipyjobs.models import ModelStore
 from tests.support import pages
@@ -173,14 +174,19 @@ async def test_ocr_of_a_folder_in_every_format_then_skips_done_files(
 
 
 class CountingExecutor(LocalExecutor):
-    """The local executor, counting the files it was given."""
+    """The local executor, counting the pages it was given (file name, page index)."""
 
     def __init__(self, workers: int) -> None:
         super().__init__(workers)
-        self.files: list[str] = []
+        self.pages: list[tuple[str, int]] = []
+
+    @property
+    def files(self) -> list[str]:
+        return [name for name, _ in self.pages]
 
     async def run(self, ctx, fn, /, *args):
-        self.files.append(args[0].image.name)
+        if isinstance(args[0], PageTask):
+            self.pages.append((args[0].document.path.name, args[0].index))
         return await super().run(ctx, fn, *args)
 
 
