@@ -14,6 +14,7 @@ settings, and continues a document from the pages it had finished (see :mod:`.pa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -154,7 +155,7 @@ class OcrJob(Job, kind="media.ocr"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         version = await ctx.run_sync(tesseract.tesseract_version)  # fails first if it is missing
-        files = await ctx.run_sync(discover, self._paths, self.extensions)
+        files = await ctx.run_sync(self._discover)
         codes = self.languages.split("+") + (["osd"] if self.rotate_pages else [])
         folder = await ensure_tessdata(ctx, codes, self.variant)
         store = ModelStore.at(ctx.manager.home)
@@ -192,6 +193,20 @@ class OcrJob(Job, kind="media.ocr"):
             f"{result['seconds']:.1f} s"
         )
         return result
+
+    def _discover(self) -> list[Path]:
+        """The input files, without this job's own outputs found in the input folders (a
+        searchable ``x.ocr.pdf``, an image's ``x.pdf``): those are listed in the markers."""
+        files = discover(self._paths, self.extensions)
+        named = {Path(p).expanduser() for p in self._paths}
+        outputs: set[Path] = set()
+        for folder in {f.parent for f in files if f not in named}:
+            for marker in folder.glob("*.ipyjobs.json"):
+                try:
+                    outputs.update(Path(p) for p in json.loads(marker.read_text())["outputs"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return [f for f in files if f in named or f not in outputs]
 
     def _plan(
         self, files: list[Path], settings: dict[str, Any]

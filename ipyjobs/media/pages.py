@@ -136,7 +136,7 @@ def ocr_page(task: PageTask) -> PageResult:
             return PageResult(NOT_AN_IMAGE)
         if picture is None:  # the page keeps its own text
             text = pdf.page_text(document.path, task.index)
-            document.page_file(task.index, "txt").write_text(text.rstrip() + "\n\f")
+            document.page_file(task.index, "txt").write_text(text.rstrip() + "\n")
         else:
             error = _recognise(task, *picture, scratch, record)
             if error is not None:
@@ -242,7 +242,7 @@ def assemble(document: Document, settings: Settings) -> FileResult:
     if every page succeeded, the done-marker, and remove the work folder.
 
     With failed pages the outputs still come (failed pages without text), the work folder stays
-    and no marker is written: the next run does those pages again. With no page done at all,
+    and the marker says "incomplete": the next run does those pages again. With no page done at all,
     nothing is written.
     """
     records = document.done_pages()
@@ -260,9 +260,13 @@ def assemble(document: Document, settings: Settings) -> FileResult:
                     _WRITERS[fmt](document, records, tmp)
                     tmp.chmod(0o644)  # as tesseract's own outputs (mkstemp makes 0600)
             outputs.append(target)
-        if len(records) == document.pages:
-            details = {"image": str(document.path), "pages": document.pages}
-            DoneMarker(document.stem, document.fingerprint).write(outputs, details)
+        complete = len(records) == document.pages
+        details = {"image": str(document.path), "pages": document.pages, "complete": complete}
+        # An incomplete document's marker does not match (it is done again), but it names the
+        # outputs, so that a later search of the folder does not take them for inputs.
+        mark = document.fingerprint if complete else f"{document.fingerprint}-incomplete"
+        DoneMarker(document.stem, mark).write(outputs, details)
+        if complete:
             shutil.rmtree(document.work, ignore_errors=True)
         return FileResult([str(p) for p in outputs])
     except (OSError, pdf.PdfInputError) as exc:
@@ -270,11 +274,13 @@ def assemble(document: Document, settings: Settings) -> FileResult:
 
 
 def _write_txt(document: Document, records: dict[int, dict], target: Path) -> None:
-    """The pages' text, each ending with a form feed (as tesseract separates pages)."""
+    """The pages' text with a form feed between pages (a failed page: empty)."""
     with open(target, "w", encoding="utf-8") as out:
         for index in range(document.pages):
-            path = document.page_file(index, "txt")
-            out.write(path.read_text(encoding="utf-8") if index in records else "\f")
+            if index:
+                out.write("\f")
+            if index in records:
+                out.write(document.page_file(index, "txt").read_text(encoding="utf-8"))
 
 
 def _write_tsv(document: Document, records: dict[int, dict], target: Path) -> None:

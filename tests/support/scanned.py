@@ -25,6 +25,7 @@ class Scan:
     """What the scanner saw: skewed, noisy or turned."""
     turned: int = 0
     """Degrees the page lies turned counterclockwise on the scan (0 or 90)."""
+    skew: float = 0.0
 
 
 def scan(
@@ -41,7 +42,7 @@ def scan(
             pixels[x, y] = 0 if chooser.random() < 0.5 else 255
     if turned:
         image = image.rotate(turned, expand=True)
-    return Scan(page, image, turned)
+    return Scan(page, image, turned, skew)
 
 
 def scans(
