@@ -195,10 +195,15 @@ class OcrJob(Job, kind="media.ocr"):
         return result
 
     def _discover(self) -> list[Path]:
-        """The input files, without this job's own outputs found in the input folders (a
-        searchable ``x.ocr.pdf``, an image's ``x.pdf``): those are listed in the markers."""
-        files = discover(self._paths, self.extensions)
+        """The input files, without what this job writes into the input folders: hidden
+        files and folders (its work folders) and its outputs (a searchable ``x.ocr.pdf``, an
+        image's ``x.pdf``), which its markers list."""
         named = {Path(p).expanduser() for p in self._paths}
+        files = [
+            f
+            for f in discover(self._paths, self.extensions)
+            if f in named or not any(_hidden(f, root) for root in named if root.is_dir())
+        ]
         outputs: set[Path] = set()
         for folder in {f.parent for f in files if f not in named}:
             for marker in folder.glob("*.ipyjobs.json"):
@@ -228,6 +233,12 @@ class OcrJob(Job, kind="media.ocr"):
             done = error is None and DoneMarker(stem, document.fingerprint).is_done()
             (skipped if done else todo).append(document)
         return todo, skipped
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root) and any(
+        part.startswith(".") for part in path.relative_to(root).parts
+    )
 
 
 def _look_at(path: Path) -> tuple[str, int, str | None]:

@@ -291,6 +291,7 @@ async def test_a_page_that_fails_is_reported_and_its_document_goes_on(
     manager: JobManager, tmp_path: Path
 ) -> None:
     scans = scanned.scans(4, sentences=2, seed=2)
+    tmp_path = tmp_path / "inbox"
     source = scanned.save_pdf(scans, tmp_path / "damaged.pdf")
     with pikepdf.open(source, allow_overwriting_input=True) as pdf:
         image = next(iter(pdf.pages[2].obj.Resources.XObject.values()))
@@ -312,7 +313,7 @@ async def test_a_page_that_fails_is_reported_and_its_document_goes_on(
     assert json.loads((tmp_path / "damaged.ipyjobs.json").read_text())["complete"] is False
     again = manager.dispatch(OcrJob(str(tmp_path), formats=["pdf", "txt"]))
     result = await again
-    assert (result["files"], result["pages"], again.error_count) == (1, 0, 1)
+    assert (result["files"], result["pages"], again.error_count) == (1, 0, 1), files_in(tmp_path)
 
 
 async def test_unreadable_pdfs_fail_alone_with_the_reason(
