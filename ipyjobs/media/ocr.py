@@ -16,35 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import anyio
-
-from ..engine import Intent, Job, JobCancelled, JobContext, current_token
-from ..engine.handle import error_text
+from ..engine import Job, JobContext, current_token
 from ..models import ModelStore, ensure_tessdata
 from . import pdf, tesseract
-from .batch import DoneMarker, discover, fingerprint, output_stems
-from .executor import Executor, LocalExecutor
-from .pages import MODES, Document, FileResult, PageResult, PageTask, Settings, assemble, ocr_page
+from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems
+from .executor import Executor
+from .ocr_batch import run_batch
+from .outputs import already_done
+from .pages import MODES, Document, Settings
 
 #: File types searched for in folders (files named explicitly are always taken).
 EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "pdf")
 VARIANTS = ("fast", "best")
-
-
-def _as_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else list(value)
-    names = tuple(dict.fromkeys(str(v).strip().lower().lstrip(".") for v in items))
-    if not names or "" in names:
-        raise ValueError(f"{what} must name at least one value, got {value!r}")
-    return names
 
 
 @dataclass
@@ -110,21 +99,10 @@ class OcrJob(Job, kind="media.ocr"):
     detection; the ``osd`` data is fetched like a language)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.inputs, (str, os.PathLike)):
-            self.inputs = os.fspath(self.inputs)
-        else:
-            self.inputs = [os.fspath(p) for p in self.inputs]
-            if not self.inputs:
-                raise ValueError("inputs is empty: give an image or PDF file or a folder")
+        self.inputs = as_inputs(self.inputs)
         self.output_dir = None if self.output_dir is None else os.fspath(self.output_dir)
-        self.formats = _as_names(self.formats, "formats")
-        unknown = [f for f in self.formats if f not in tesseract.FORMATS]
-        if unknown:
-            raise ValueError(
-                f"unknown OCR output format(s) {', '.join(map(repr, unknown))}: valid formats "
-                f"are {', '.join(tesseract.FORMATS)}"
-            )
-        self.extensions = _as_names(self.extensions, "extensions")
+        self.formats = as_names(self.formats, "formats", tesseract.FORMATS)
+        self.extensions = as_names(self.extensions, "extensions")
         codes = [code.strip() for code in self.languages.split("+")]
         if not all(codes):
             raise ValueError(f"languages must be codes joined by '+', got {self.languages!r}")
@@ -155,10 +133,12 @@ class OcrJob(Job, kind="media.ocr"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         version = await ctx.run_sync(tesseract.tesseract_version)  # fails first if it is missing
-        files = await ctx.run_sync(self._discover)
+        found = await find_inputs(ctx, self._paths, self.extensions, "image or PDF")
+        files = await ctx.run_sync(self._without_own_files, found)
+        store = ModelStore.at(ctx.manager.home)
+        self._check_languages(store)
         codes = self.languages.split("+") + (["osd"] if self.rotate_pages else [])
         folder = await ensure_tessdata(ctx, codes, self.variant)
-        store = ModelStore.at(ctx.manager.home)
         with ExitStack() as using:  # the language data cannot be deleted meanwhile
             for code in codes:
                 using.enter_context(store.using(store.catalog.tessdata(code, self.variant)))
@@ -184,7 +164,7 @@ class OcrJob(Job, kind="media.ocr"):
                 "rotate_pages": self.rotate_pages,
             }
             todo, skipped = await ctx.run_sync(self._plan, files, stamp)
-            result = await _Batch(ctx, settings, self.executor, self.workers).run(todo, skipped)
+            result = await run_batch(ctx, settings, self.executor, self.workers, todo, skipped)
         result.update(files=len(files), seconds=round(time.monotonic() - started, 3))
         result["tessdata"] = str(folder)
         ctx.log(
@@ -194,16 +174,13 @@ class OcrJob(Job, kind="media.ocr"):
         )
         return result
 
-    def _discover(self) -> list[Path]:
-        """The input files, without what this job writes into the input folders: hidden
-        files and folders (its work folders) and its outputs (a searchable ``x.ocr.pdf``, an
-        image's ``x.pdf``), which its markers list."""
+    def _without_own_files(self, files: list[Path]) -> list[Path]:
+        """The files found, without what this job writes into the input folders: hidden files
+        and folders (work and staging folders) and its outputs (a searchable ``x.ocr.pdf``, an
+        image's ``x.pdf``), which its markers list. Files named explicitly are kept."""
         named = {Path(p).expanduser() for p in self._paths}
-        files = [
-            f
-            for f in discover(self._paths, self.extensions)
-            if f in named or not any(_hidden(f, root) for root in named if root.is_dir())
-        ]
+        folders = [root for root in named if root.is_dir()]
+        files = [f for f in files if f in named or not any(_hidden(f, r) for r in folders)]
         outputs: set[Path] = set()
         for folder in {f.parent for f in files if f not in named}:
             for marker in folder.glob("*.ipyjobs.json"):
@@ -212,6 +189,17 @@ class OcrJob(Job, kind="media.ocr"):
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
         return [f for f in files if f in named or f not in outputs]
+
+    def _check_languages(self, store: ModelStore) -> None:
+        """Unknown language codes are refused with the valid ones, before any download."""
+        prefix = f"tessdata_{self.variant}/"
+        known = sorted(n[len(prefix) :] for n in store.catalog.names() if n.startswith(prefix))
+        unknown = [code for code in self.languages.split("+") if code not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown Tesseract language {', '.join(map(repr, unknown))}: valid codes "
+                f"({self.variant}) are {', '.join(known)}"
+            )
 
     def _plan(
         self, files: list[Path], settings: dict[str, Any]
@@ -230,7 +218,7 @@ class OcrJob(Job, kind="media.ocr"):
                 stamp = {"image": path.name}
             kind, pages, error = _look_at(path)
             document = Document(path, stem, kind, pages, fingerprint({**settings, **stamp}), error)
-            done = error is None and DoneMarker(stem, document.fingerprint).is_done()
+            done = error is None and already_done(stem, document.fingerprint)
             (skipped if done else todo).append(document)
         return todo, skipped
 
@@ -246,8 +234,8 @@ def _look_at(path: Path) -> tuple[str, int, str | None]:
     try:
         with open(path, "rb") as file:
             is_pdf = file.read(1024).lstrip().startswith(b"%PDF")
-    except OSError as exc:
-        return "image", 1, error_text(exc)
+    except OSError:  # unreadable: its work reports why, as for any file
+        return "image", 1, None
     if is_pdf or path.suffix.lower() == ".pdf":
         try:
             return "pdf", pdf.page_count(path), None
@@ -255,125 +243,3 @@ def _look_at(path: Path) -> tuple[str, int, str | None]:
             return "pdf", 1, str(exc)
     pages = tesseract.page_count(path)
     return ("tiff" if pages > 1 else "image"), pages, None
-
-
-class _Batch:
-    """One run over the pages of the documents to do: a page per free worker, a document's
-    outputs put together by the worker that finished its last page."""
-
-    def __init__(
-        self, ctx: JobContext, settings: Settings, executor: Executor | None, workers: int | None
-    ) -> None:
-        self.ctx = ctx
-        self.settings = settings
-        self.executor = executor or LocalExecutor(workers)
-        self.size = workers or self.executor.workers
-        self.counts = {"done": 0, "failed": 0, "skipped": 0, "pages": 0}
-        self.outputs: list[str] = []
-        self.left: dict[Path, int] = {}
-        self.failed_pages: dict[Path, int] = {}
-        self.progressed = 0
-        self.total = 0
-
-    async def run(self, todo: list[Document], skipped: list[Document]) -> dict[str, Any]:
-        ctx = self.ctx
-        self.counts["skipped"] = len(skipped)
-        self.total = sum(d.pages for d in todo) + sum(d.pages for d in skipped)
-        self.progressed = sum(d.pages for d in skipped)
-        if skipped:
-            ctx.log(f"{len(skipped)} files already done with these settings: skipped")
-        work: list[tuple[Document, int | None]] = []  # (document, page), page None: assemble
-        for document in todo:
-            if document.error is not None:
-                ctx.item_failed(document.path, document.error)
-                self.counts["failed"] += 1
-                self.progressed += 1
-                continue
-            done = await ctx.run_sync(document.done_pages)
-            if not done:
-                await ctx.run_sync(shutil.rmtree, document.work, True)  # other settings' pages
-            self.progressed += len(done)
-            self.left[document.path] = document.pages - len(done)
-            self.failed_pages[document.path] = 0
-            pending = [i for i in range(document.pages) if i not in done]
-            work += [(document, i) for i in pending] or [(document, None)]
-        ctx.progress(self.progressed, self.total, unit="pages")
-        slots = anyio.Semaphore(self.size)
-        finished: set[Path] = set()
-        try:
-            async with anyio.create_task_group() as tg:
-                for document, index in work:
-                    await _take_slot(ctx, slots, self.size)
-                    ctx.progress(item=document.item(index or 0))
-                    tg.start_soon(self._one, slots, document, index, finished)
-            await ctx.checkpoint()
-        finally:
-            if ctx.handle.intent is Intent.CANCELLING:  # cancelled, not interrupted: no debris
-                for document in todo:
-                    if document.path not in finished:
-                        shutil.rmtree(document.work, ignore_errors=True)
-        return {**self.counts, "outputs": self.outputs}
-
-    async def _one(
-        self, slots: anyio.Semaphore, document: Document, index: int | None, finished: set[Path]
-    ) -> None:
-        try:
-            if index is not None:
-                result = await self._call(ocr_page, PageTask(document, index, self.settings))
-                if result is None:
-                    return
-                self._page_done(document, index, result)
-                if self.left[document.path]:
-                    return
-            assembled = await self._call(assemble, document, self.settings)
-            if assembled is not None:
-                finished.add(document.path)
-                self._document_done(document, assembled)
-        finally:
-            slots.release()
-
-    async def _call(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` through the executor; ``None`` if the job is being cancelled (the
-        next checkpoint raises it once)."""
-        try:
-            return await self.executor.run(self.ctx, fn, *args)
-        except JobCancelled:
-            return None
-        except Exception as exc:  # the executor's own failure: this item is not done
-            return (PageResult if fn is ocr_page else FileResult)(error=error_text(exc))
-
-    def _page_done(self, document: Document, index: int, result: PageResult) -> None:
-        self.left[document.path] -= 1
-        if result.error is None:
-            self.counts["pages"] += 1
-        else:
-            self.failed_pages[document.path] += 1
-            self.ctx.item_failed(document.item(index), result.error)
-        self.progressed += 1
-        self.ctx.progress(self.progressed, self.total)
-
-    def _document_done(self, document: Document, result: FileResult) -> None:
-        self.outputs.extend(result.outputs)
-        if result.error is not None:
-            self.ctx.item_failed(document.path, result.error)
-        if result.error is not None or self.failed_pages[document.path]:
-            self.counts["failed"] += 1
-        else:
-            self.counts["done"] += 1
-
-
-async def _take_slot(ctx: JobContext, slots: anyio.Semaphore, size: int) -> None:
-    """Wait for a free worker, then honour cancel and pause. While paused, first let every
-    running page finish, so that a paused job has no tesseract running."""
-    await slots.acquire()
-    while ctx.token.paused and not ctx.token.cancelled:
-        held = 1
-        try:
-            while held < size:
-                await slots.acquire()
-                held += 1
-            await ctx.checkpoint()
-        finally:
-            for _ in range(held - 1):
-                slots.release()
-    await ctx.checkpoint()

@@ -19,7 +19,8 @@ from PIL import Image, ImageChops
 from ipyjobs import JobManager, JobState
 from ipyjobs.media import LocalExecutor, OcrJob
 from ipyjobs.media.pages import PageTask
-from tests.media.test_ocr import files_in, tesseract_processes, wait_for
+from tests.media.processes import tesseract_processes
+from tests.media.test_ocr import files_in, wait_for
 from tests.support import pages, scanned
 
 pytestmark = [
