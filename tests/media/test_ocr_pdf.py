@@ -171,6 +171,11 @@ def pikepdf_free_reader(path: Path) -> list:
     return list(pypdf.PdfReader(path).pages)
 
 
+def content(page: pikepdf.Page) -> bytes:
+    """What a page draws, however its content streams are split."""
+    return pikepdf.unparse_content_stream(pikepdf.parse_content_stream(page))
+
+
 def born_digital_page(pdf: pikepdf.Pdf, text: str) -> pikepdf.Page:
     font = pdf.make_indirect(
         pikepdf.Dictionary(
@@ -355,3 +360,67 @@ def test_bad_pdf_options_are_refused(tmp_path: Path) -> None:
         OcrJob(str(tmp_path), mode="always")
     with pytest.raises(ValueError, match="dpi must be an integer from 50 to 1200"):
         OcrJob(str(tmp_path), dpi=20)
+
+
+async def test_rotate_pages_fetches_the_osd_data_like_a_language(
+    manager: JobManager, mirror, tmp_path: Path
+) -> None:
+    scans = scanned.scans(1, sentences=3, seed=9, turned=(0,))
+    source = scanned.save_pdf(scans, tmp_path / "sideways.pdf")
+
+    handle = manager.dispatch(OcrJob(str(source), formats=["pdf"], rotate_pages=True))
+    result = await handle
+
+    assert result["done"] == 1
+    assert [c.kind for c in handle.children] == ["models.download", "models.download"]
+    assert Path(result["tessdata"], "osd.traineddata").is_file()  # from the loopback mirror
+    with pikepdf.open(tmp_path / "sideways.ocr.pdf") as pdf:
+        assert pdf.pages[0].obj.Rotate == 90
+    assert (
+        pages.cer([(scans[0].page.text, scanned.pdftotext(tmp_path / "sideways.ocr.pdf"))]) <= 0.01
+    )
+
+
+async def test_redo_replaces_an_earlier_ocr_layer_and_force_rasterises_text_pages(
+    manager: JobManager, tmp_path: Path
+) -> None:
+    scans = scanned.scans(2, sentences=2, seed=30)
+    first = scanned.save_pdf(scans, tmp_path / "first" / "old.pdf")
+    await manager.dispatch(OcrJob(str(first), formats=["pdf"]))
+    searchable = tmp_path / "first" / "old.ocr.pdf"
+    typed = "Board minutes typed into a word processor."
+    for mode in ("skip", "redo", "force"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        with pikepdf.open(searchable) as pdf:
+            pdf.pages.append(born_digital_page(pdf, typed))
+            pdf.save(folder / "doc.pdf")
+    expected = [s.page.text for s in scans] + [typed]
+
+    for mode in ("skip", "redo", "force"):
+        folder = tmp_path / mode
+        result = await manager.dispatch(OcrJob(str(folder), formats=["pdf", "txt"], mode=mode))
+        assert result["done"] == 1, mode
+        target = folder / "doc.ocr.pdf"
+        read = [scanned.pdftotext(target, i + 1) for i in range(3)]
+        # One copy of each page's text whatever the mode (an old layer is never doubled).
+        assert pages.cer(zip(expected, read, strict=True)) <= 0.01, (mode, read)
+        txt = (folder / "doc.txt").read_text().split("\f")
+        assert pages.cer(zip(expected, txt, strict=True)) <= 0.01, (mode, txt)
+        with pikepdf.open(folder / "doc.pdf") as before, pikepdf.open(target) as after:
+            kept = [
+                content(b) == content(a) for b, a in zip(before.pages, after.pages, strict=True)
+            ]
+            typed_page = {
+                op
+                for _, op in (
+                    (i.operands, str(i.operator))
+                    for i in pikepdf.parse_content_stream(after.pages[2])
+                )
+            }
+        # skip: every page already had text, nothing changes; redo: scanned pages get a new
+        # layer, the typed page stays; force: the typed page becomes its picture.
+        assert (
+            kept == {"skip": [True] * 3, "redo": [False, False, True], "force": [False] * 3}[mode]
+        )
+        assert ("Tj" in typed_page) is (mode != "force")
