@@ -327,6 +327,7 @@ def graft(source: Path, layers: list[Layer], target: Path) -> None:
     and followed by the text layer's form), so the file grows by the text alone.
     """
     with open_pdf(source) as pdf:
+        fonts: dict[str, pikepdf.Object] = {}  # one copy of tesseract's font for all pages
         for layer in layers:
             if layer.text_pdf is None:
                 continue
@@ -340,9 +341,24 @@ def graft(source: Path, layers: list[Layer], target: Path) -> None:
                 text_page = text.pages[0]
                 _, _, width, height = (float(v) for v in text_page.mediabox)
                 form = pdf.copy_foreign(text_page.as_form_xobject())
+            _share_fonts(form, fonts)
             _draw(pdf, page, form, placement(box, layer.rotation, width, height), "OCR")
             page.obj.Rotate = layer.rotation
         pdf.save(target)
+
+
+def _share_fonts(form: pikepdf.Object, fonts: dict[str, pikepdf.Object]) -> None:
+    """Point the form's fonts at the first copy of the same font (by name): every text-only
+    page from tesseract carries the same small glyphless font."""
+    used = form.get("/Resources", {}).get("/Font")
+    if used is None:
+        return
+    for key in list(used.keys()):
+        name = str(used[key].get("/BaseFont", key))
+        if name in fonts:
+            used[key] = fonts[name]
+        else:
+            fonts[name] = used[key]
 
 
 def _replace_with_picture(
