@@ -207,7 +207,8 @@ class OcrJob(Job, kind="media.ocr"):
         """Split the files into documents to do and those done before with the same settings."""
         token = current_token()
         output_dir = None if self.output_dir is None else Path(self.output_dir).expanduser()
-        todo, skipped = [], []
+        todo: list[Document] = []
+        skipped: list[Document] = []
         for path, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
             if token is not None:
                 token.check()

@@ -98,7 +98,9 @@ class _Batch:
         self.progressed += len(done)
         self.left[document.path] = document.pages - len(done)
         self.failed_pages[document.path] = 0
-        pending = [(document, i) for i in range(document.pages) if i not in done]
+        pending: list[tuple[Document, int | None]] = [
+            (document, i) for i in range(document.pages) if i not in done
+        ]
         return pending or [(document, None)]
 
     async def _one(

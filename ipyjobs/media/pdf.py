@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, cast
 
 import pikepdf
 
@@ -79,8 +80,8 @@ def _text_use(owner: pikepdf.Object, resources: pikepdf.Object, mode: int, seen:
     """Which text a content stream (and the forms it draws) shows: ``visible``/``invisible``."""
     found: set[str] = set()
     stack: list[int] = []
-    for operands, operator in pikepdf.parse_content_stream(owner):
-        op = str(operator)
+    for instruction in pikepdf.parse_content_stream(owner):
+        operands, op = instruction.operands, str(instruction.operator)
         if op == "q":
             stack.append(mode)
         elif op == "Q":
@@ -99,7 +100,7 @@ def _text_use(owner: pikepdf.Object, resources: pikepdf.Object, mode: int, seen:
 
 def _form(resources: pikepdf.Object, name: pikepdf.Object) -> pikepdf.Object | None:
     xobjects = resources.get("/XObject") if resources is not None else None
-    xobject = xobjects.get(name) if xobjects is not None else None
+    xobject = xobjects.get(str(name)) if xobjects is not None else None
     if xobject is not None and xobject.get("/Subtype") == pikepdf.Name.Form:
         return xobject
     return None
@@ -113,7 +114,7 @@ def text_use(page: pikepdf.Page) -> set[str]:
 
 def _strip(owner: pikepdf.Object, resources: pikepdf.Object, pdf: pikepdf.Pdf) -> bytes:
     """``owner``'s content without the text it shows invisibly (forms are rewritten in place)."""
-    kept = []
+    kept: list[Any] = []
     mode, stack = 0, []
     for instruction in pikepdf.parse_content_stream(owner):
         operands, op = instruction.operands, str(instruction.operator)
@@ -184,10 +185,11 @@ def _matrix_product(m: list[float], n: list[float]) -> list[float]:
 def scanned_image(page: pikepdf.Page) -> tuple[pikepdf.Object, float] | None:
     """The page's one image and its resolution (dpi), when the page is nothing but that image
     drawn upright over the whole visible page: then the image itself is the exact page."""
-    ctm, stack, drawn = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [], []
+    ctm, stack = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], []
+    drawn: list[tuple[pikepdf.Object, list[float]]] = []
     resources = page.obj.get("/Resources", pikepdf.Dictionary())
-    for operands, operator in pikepdf.parse_content_stream(page.obj):
-        op = str(operator)
+    for instruction in pikepdf.parse_content_stream(page.obj):
+        operands, op = instruction.operands, str(instruction.operator)
         if op == "q":
             stack.append(ctm)
         elif op == "Q":
@@ -196,7 +198,7 @@ def scanned_image(page: pikepdf.Page) -> tuple[pikepdf.Object, float] | None:
             ctm = _matrix_product([float(v) for v in operands], ctm)
         elif op == "Do" and not drawn:
             xobjects = resources.get("/XObject")
-            image = xobjects.get(operands[0]) if xobjects is not None else None
+            image = xobjects.get(str(operands[0])) if xobjects is not None else None
             if image is None or image.get("/Subtype") != pikepdf.Name.Image:
                 return None
             drawn.append((image, ctm))
@@ -237,7 +239,7 @@ def extract(image: pikepdf.Object, folder: Path, dpi: int) -> Path | None:
         path.write_bytes(image.read_raw_bytes())
         return path
     try:
-        picture = pikepdf.PdfImage(image).as_pil_image()
+        picture = pikepdf.PdfImage(cast(pikepdf.Stream, image)).as_pil_image()
     except Exception as exc:  # an encoding pikepdf/Pillow cannot decode
         log.debug("cannot extract the page image (%s): rendering the page", exc)
         return None
@@ -350,7 +352,7 @@ def graft(source: Path, layers: list[Layer], target: Path) -> None:
 def _share_fonts(form: pikepdf.Object, fonts: dict[str, pikepdf.Object]) -> None:
     """Point the form's fonts at the first copy of the same font (by name): every text-only
     page from tesseract carries the same small glyphless font."""
-    used = form.get("/Resources", {}).get("/Font")
+    used = form.get("/Resources", pikepdf.Dictionary()).get("/Font")
     if used is None:
         return
     for key in list(used.keys()):
