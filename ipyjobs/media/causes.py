@@ -145,11 +145,10 @@ def describe(exc: Exception, folder: Path, what: str) -> tuple[str, str | None]:
         return str(exc), None
     if is_no_space(exc):
         where = Path(getattr(exc, "filename", None) or folder)
-        full = no_space_left(where if where.is_dir() else where.parent, what)
-        return str(full), error_text(exc)
+        return str(no_space_left(where if where.is_dir() else where.parent, what)), error_text(exc)
     if isinstance(exc, FileFailed):
         return one_line(str(exc)), exc.output or None
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         return name_too_long(exc), None
-    full = "".join(traceback.format_exception(exc))
-    return one_line(error_text(exc)), None if isinstance(exc, OSError) else full
+    trace = "".join(traceback.format_exception(exc))
+    return one_line(error_text(exc)), None if isinstance(exc, OSError) else trace

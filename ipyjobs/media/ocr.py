@@ -51,6 +51,11 @@ class OcrJob(Job, kind="media.ocr"):
     is rendered at ``dpi``. The searchable PDF keeps the original pages as they are and lays
     tesseract's invisible text over them.
 
+    Each file's outputs are committed with its done-marker, or none is left (:mod:`.outputs`);
+    any error of one file (a full disk, a name too long, ...) fails that file only, with its
+    cause in one line. An image another kernel is working on is left to it (per-file claim) and
+    looked at again at the end. Inputs, formats and languages are checked before any download.
+
     Cancel: running tesseract processes are killed and reaped within about 50 ms; documents not
     finished leave nothing behind (no output, no page results); documents finished before keep
     their outputs. Pause: no new page is started, the running ones finish, then the job waits.

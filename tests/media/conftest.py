@@ -1,4 +1,4 @@
-"""Fixtures for the media tests: a small disk that fills up."""
+"""Fixtures for the media tests: spoken clips, and a small disk that fills up."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.whisper_model import SENTENCES as ALL_SENTENCES
+from tests.support.whisper_model import speak
+
+SENTENCES = ALL_SENTENCES[:5]
+CLIP_FORMATS = ("wav", "mp3", "ogg", "wav", "mp3")
 
 #: The small disk's size: room for a few outputs, not for a batch.
 SMALL_DISK = 256 * 1024
@@ -40,3 +46,12 @@ def fill(disk: Path, leave: int) -> None:
     """Fill ``disk`` until only about ``leave`` bytes are free."""
     free = shutil.disk_usage(disk).free
     (disk / "filler").write_bytes(bytes(max(0, free - leave)))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five spoken sentences: clip-0.wav, clip-1.mp3, clip-2.ogg, clip-3.wav, clip-4.mp3."""
+    folder = tmp_path_factory.mktemp("clips")
+    for index, (sentence, fmt) in enumerate(zip(SENTENCES, CLIP_FORMATS, strict=True)):
+        speak(sentence, folder / f"clip-{index}.{fmt}", fmt)
+    return folder

@@ -30,8 +30,10 @@ def start_job(
     without_file_access: bool = False,
 ) -> subprocess.Popen[str]:
     """A second "kernel": a Python process running one job (or resuming one) with this
-    process's environment (IPYJOBS_HOME, the model mirror). It prints JSON lines: ``{"id"}``
-    once dispatched, then ``{"state", "result", "error", "item_errors", "log"}``."""
+    process's environment (IPYJOBS_HOME, the model mirror). ``without_file_access``: as root,
+    without the capabilities that bypass file permissions (other users have none anyway).
+    It prints JSON lines: ``{"id"}`` once dispatched, then ``{"state", "result", "error",
+    "item_errors", "log"}``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "tests.media.run_job", kind, json.dumps(params or {})]
     if resume:
@@ -43,7 +45,7 @@ def start_job(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_drop_file_access if without_file_access else None,
+        preexec_fn=_drop_file_access if without_file_access and os.geteuid() == 0 else None,
     )
 
 
