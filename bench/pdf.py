@@ -13,6 +13,9 @@ a scanner writes). Then, with ``-l eng`` and the same Tesseract:
 
 vs_ocrmypdf_ratio: job time / ocrmypdf time. cer: character error rate of ``pdftotext -raw``
 on the job's PDF against the known text, page by page. size_ratio: the job's PDF / the input.
+Also printed (not in the JSON): the CPU seconds each side used, this process and its children
+(the tesseracts) for the job, the ocrmypdf process tree for OCRmyPDF; on a machine shared with
+other work the wall-clock ratio drifts towards 1 while the CPU ratio does not.
 The last line printed is one JSON object. Goals: R <= 0.8, C <= 0.01, S <= 1.1.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +60,12 @@ def through_ocrmypdf(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -71,12 +81,20 @@ def main() -> None:
         home = tmp / "home"
         os.environ["IPYJOBS_HOME"] = str(home)
 
+        cpu = cpu_seconds()
         job_time, _ = anyio.run(through_job, source, warm, home)
+        job_cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
         output = tmp / "job" / "scan.ocr.pdf"
         print(f"OcrJob ({os.cpu_count()} workers): {job_time:.2f} s")
         reference = tmp / "ocrmypdf.pdf"
         ocrmypdf_time = through_ocrmypdf(source, reference)
+        ocrmypdf_cpu = cpu_seconds() - cpu
         print(f"ocrmypdf --jobs {os.cpu_count()}: {ocrmypdf_time:.2f} s")
+        print(
+            f"CPU seconds: job {job_cpu:.1f} (with its one-page warm-up), ocrmypdf "
+            f"{ocrmypdf_cpu:.1f}: {job_cpu / ocrmypdf_cpu:.3f}; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
         cer = pages.cer(
             (scan.page.text, scanned.pdftotext(output, i + 1)) for i, scan in enumerate(scans)
