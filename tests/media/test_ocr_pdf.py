@@ -86,7 +86,7 @@ async def test_a_scanned_pdf_becomes_searchable_page_by_page(
     if not OSD.exists():
         pytest.skip("needs Debian's tesseract-ocr-osd")
     folder = tmp_path / "archive"
-    scans = scanned.scans(8, skewed=(1, 5), noisy=(2, 5), turned=(3, 6), seed=21)
+    scans = scanned.scans(6, skewed=(1, 4), noisy=(2, 4), turned=(3, 5), seed=21)
     source = scanned.save_pdf(scans, folder / "report.pdf")
     loose = pages.save(pages.pages(2, sentences=2, seed=4), folder / "loose")
     formats = ["pdf", "txt", "hocr", "tsv"]
@@ -99,8 +99,8 @@ async def test_a_scanned_pdf_becomes_searchable_page_by_page(
     result = await handle
 
     assert handle.state is JobState.COMPLETED and handle.error_count == 0
-    assert (result["files"], result["done"], result["pages"]) == (3, 3, 10)
-    assert handle.progress.unit == "pages" and handle.progress.total == 10
+    assert (result["files"], result["done"], result["pages"]) == (3, 3, 8)
+    assert handle.progress.unit == "pages" and handle.progress.total == 8
     assert len(set(seen)) >= 5  # it moved page by page, not once per file
     target = folder / "report.ocr.pdf"
     assert str(target) in result["outputs"]
@@ -131,7 +131,7 @@ async def test_a_scanned_pdf_becomes_searchable_page_by_page(
         ]
 
     # The words of the layer lie on the drawn words (points = pixels * 72 / 150).
-    for index in (0, 7):
+    for index in (0, 2):
         drawn = [(w, tuple(v * 72 / 150 for v in box)) for w, box in scans[index].page.words]
         found = layer_words(target, index + 1)
         assert len(found) >= 0.9 * len(drawn)
@@ -142,22 +142,23 @@ async def test_a_scanned_pdf_becomes_searchable_page_by_page(
 
     # txt: a form feed between pages; hOCR and TSV: a section per page, numbered.
     text = (folder / "report.txt").read_text()
-    assert text.count("\f") == 7
-    assert pages.cer([(scans[4].page.text, text.split("\f")[4])]) <= 0.01
+    assert text.count("\f") == 5
+    page_texts = text.split("\f")  # each page's text where it belongs
+    assert pages.cer((s.page.text, t) for s, t in zip(scans, page_texts, strict=True)) <= 0.01
     root = ET.fromstring((folder / "report.hocr").read_bytes())
     page_divs = [e for e in root.iter() if e.get("class") == "ocr_page"]
-    assert [e.get("id") for e in page_divs] == [f"page_{i}" for i in range(1, 9)]
+    assert [e.get("id") for e in page_divs] == [f"page_{i}" for i in range(1, 7)]
     assert all(f"ppageno {i}" in e.get("title") for i, e in enumerate(page_divs))
     word_ids = [e.get("id") for e in root.iter() if e.get("class") == "ocrx_word"]
-    assert len(word_ids) == len(set(word_ids)) and any(w.startswith("word_8_") for w in word_ids)
+    assert len(word_ids) == len(set(word_ids)) and any(w.startswith("word_6_") for w in word_ids)
     rows = (folder / "report.tsv").read_text().splitlines()
     assert rows[0].startswith("level\tpage_num") and sum(r.startswith("level") for r in rows) == 1
-    assert {r.split("\t")[1] for r in rows[1:]} == {str(i) for i in range(1, 9)}
+    assert {r.split("\t")[1] for r in rows[1:]} == {str(i) for i in range(1, 7)}
 
     # Nothing else was left: no work folder, no temporary file.
     assert not [n for n in files_in(folder) if n.startswith(".") or "/." in n]
     marker = json.loads((folder / "report.ipyjobs.json").read_text())
-    assert marker["pages"] == 8
+    assert marker["pages"] == 6
 
     # Done: the next run skips it; another dpi or mode is other settings: done again.
     again = await manager.dispatch(OcrJob(str(folder), formats=formats, rotate_pages=True))
