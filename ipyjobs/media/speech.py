@@ -147,9 +147,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
                 ctx.progress(index + 1, len(files), item=files[index].name, unit="files")
                 continue
             await one(index, wait=False)
-        for index in busy.copy():  # held by another job: wait for it, then see
+        for index in list(busy):  # held by another job: wait for its claim, then see
             await ctx.checkpoint()
-            busy.remove(index)
             await one(index, wait=True)
         processing = time.monotonic() - started
         audio = summary["audio_seconds"]
