@@ -93,7 +93,8 @@ async def test_a_folder_under_the_root_starts_a_job_the_panel_shows(
     job = form.last_job
     assert job is not None and "Started Transcribe" in form.feedback.value
     assert job.job.inputs == str(tmp_path / "root" / "recordings" / "day 1")
-    assert await job.join() is JobState.COMPLETED  # an empty folder: nothing to do
+    assert await job.join() is JobState.FAILED  # an empty folder, said before any download
+    assert "no audio or video files in" in (job.error_text or "") and job.children == []
     await wait_until(lambda: panel.in_sync)
     assert job.id in panel._feed._rows
     panel.close()
