@@ -16,6 +16,8 @@ from .errors import (
     NotResumable,
     UnknownJobKind,
 )
+from .executor import Executor, LocalExecutor
+from .functions import ItemFailed, MapResults, track
 from .handle import ItemError, JobHandle
 from .job import Job, job_class, registered_kinds
 from .manager import JobManager, jobs
@@ -26,10 +28,12 @@ from .store import JobRecord
 from .token import InterruptToken, current_token
 
 __all__ = [
+    "Executor",
     "Intent",
     "InterruptToken",
     "InvalidTransition",
     "ItemError",
+    "ItemFailed",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -40,7 +44,9 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "LocalExecutor",
     "ManagerClosed",
+    "MapResults",
     "NotResumable",
     "ProgressSnapshot",
     "UnknownJobKind",
@@ -50,4 +56,5 @@ __all__ = [
     "job_class",
     "jobs",
     "registered_kinds",
+    "track",
 ]

@@ -78,6 +78,8 @@ class JobHandle:
         self.created_at = time.time()
         self.dispatches = 1
         """How many ``dispatch`` calls returned this handle (shared jobs are joined by key)."""
+        self.where: str | None = None
+        """Where the job's work runs (set by the executor when it first runs some)."""
         self.token = InterruptToken(on_park=lambda: manager._pause_took_effect(self))
         self.tracker = Progress(self, manager._queue_progress)
         self._manager = manager

@@ -29,6 +29,7 @@ from anyio.abc import TaskStatus
 from . import events
 from .context import JobContext
 from .errors import InvalidTransition, JobCancelled, JobNotFound, ManagerClosed, NotResumable
+from .executor import Executor, LocalExecutor, executor_from_environment
 from .handle import JobHandle, current_job, error_text
 from .job import Job, job_class
 from .limits import PriorityLimiter
@@ -102,6 +103,8 @@ class JobManager:
         self._closed = False
         self._stopped: anyio.Event | None = None
         self._host: Any = None
+        self.executor: Executor = executor_from_environment()
+        """Where jobs run their blocking work (files, ``map`` calls): see :meth:`use_dask`."""
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -399,13 +402,19 @@ class JobManager:
             self._set_state(handle, JobState.PAUSED)
             self._publish_progress(handle)  # show exactly where it stopped
 
-    def resume(self, job: JobHandle | str) -> bool | JobHandle:
+    def resume(self, job: JobHandle | str, *, fn: Any = None) -> bool | JobHandle:
         """Let a paused job (and its owned children) go on, or restart an interrupted one.
 
         For a job id that only the store knows (interrupted in an earlier session), the job is
         rebuilt from its kind and parameters and resumes from its last checkpoint; its new
         handle is returned. Returns ``False`` when the job is neither paused nor pausing.
+        ``fn`` gives a ``map`` of a function defined in a notebook its function again.
         """
+        if fn is not None:
+            from .functions import supplying
+
+            with supplying(fn):
+                return self.resume(job)
         if isinstance(job, str) and job not in self._handles:
             return self._resume_from_store(job)
         handle = self._handle(job)
@@ -488,6 +497,43 @@ class JobManager:
             checkpoint=None if record.checkpoint is None else json.dumps(record.checkpoint),
         )
         return handle
+
+    # -- where work runs, and function jobs (engine/executor.py, engine/functions.py) --------
+
+    def use_dask(self, client_or_address: Any = None, **cluster_options: Any) -> Executor:
+        """Run the jobs' per-file work and ``map`` calls on a Dask cluster from now on.
+
+        ``client_or_address``: a ``distributed.Client``, a scheduler address, or ``None`` for a
+        new ``LocalCluster`` of processes on this machine (``cluster_options`` go to
+        :func:`ipyjobs.scale.local_cluster`). Jobs already running keep their executor.
+        """
+        from ..scale import dask_executor
+
+        self.executor = dask_executor(client_or_address, **cluster_options)
+        return self.executor
+
+    def use_local(self, workers: int | None = None) -> Executor:
+        """Run the work in this kernel's threads again (the default)."""
+        self.executor = LocalExecutor(workers)
+        return self.executor
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster in use, or ``None``."""
+        return self.executor.dashboard_link
+
+    def map(self, fn: Any, items: Any, **options: Any) -> JobHandle:
+        """Run ``fn(item)`` for each item as one job (see :class:`~.functions.MapJob`)."""
+        from .functions import MapJob
+
+        priority = options.pop("priority", 0)
+        return self.dispatch(MapJob(fn, list(items), **options), priority=priority)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Run one call ``fn(*args, **kwargs)`` as a job (see :class:`~.functions.CallJob`)."""
+        from .functions import CallJob
+
+        return self.dispatch(CallJob(fn, args, kwargs))
 
     # -- queries ---------------------------------------------------------------------------
 

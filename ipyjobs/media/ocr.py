@@ -28,7 +28,7 @@ from ..engine.handle import error_text
 from ..models import ModelStore, ensure_tessdata
 from . import tesseract
 from .batch import DoneMarker, discover, fingerprint, output_stems
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 
 #: Image types searched for in folders (files named explicitly are always taken).
 EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
@@ -142,7 +142,7 @@ class OcrJob(Job, kind="media.ocr"):
 
     resumable = True
     group = "ocr"
-    #: Where per-file work runs; ``None``: a :class:`LocalExecutor` with ``workers`` threads.
+    #: Where per-file work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
     #: A class attribute, not a parameter, so the job's parameters stay plain data.
     executor: ClassVar[Executor | None] = None
 
@@ -264,7 +264,7 @@ class OcrJob(Job, kind="media.ocr"):
     async def _run_files(
         self, ctx: JobContext, todo: list[FileTask], skipped: list[FileTask]
     ) -> dict[str, Any]:
-        executor = self.executor or LocalExecutor(self.workers)
+        executor = self.executor or ctx.manager.executor
         size = self.workers or executor.workers
         total = sum(t.pages for t in todo) + sum(t.pages for t in skipped)
         counts = {"done": 0, "failed": 0, "skipped": len(skipped), "pages": 0}

@@ -20,7 +20,7 @@ from ..engine import Job, JobContext
 from ..engine.handle import error_text
 from ..models import ModelStore, ensure_model
 from .batch import DoneMarker, atomic_path, discover, fingerprint, output_stems
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 from .whisper_runtime import default_device, load_model, reporting_frames
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
     resumable = True
     group = "transcribe"
-    executor: ClassVar[Executor] = LocalExecutor(workers=1)
+    #: Where per-file work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
+    executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
     model: str = "base"
@@ -122,7 +123,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
                 ctx.progress(index + (done / total if total else 0), len(files))
 
             try:
-                written, seconds = await self.executor.run(
+                written, seconds = await (self.executor or ctx.manager.executor).run(
                     ctx, _transcribe_file, model_path, device, entry.name, file, stem,
                     self.formats, options, on_frames,
                 )  # fmt: skip
