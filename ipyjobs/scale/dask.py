@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from ..engine.errors import JobCancelled
 from ..engine.executor import Executor
 from ..engine.threads import run_in_thread
 from ..engine.token import InterruptToken
@@ -275,7 +276,7 @@ class DaskExecutor(Executor):
         from distributed.client import FutureCancelledError
 
         try:
-            return future.result()
+            result = future.result()
         except distributed.KilledWorker as exc:
             raise WorkerLost(
                 f"worker lost: the Dask worker running this died, and so did the workers it "
@@ -283,6 +284,9 @@ class DaskExecutor(Executor):
             ) from None
         except FutureCancelledError as exc:
             raise SchedulerLost(f"Dask scheduler lost: {exc}") from None
+        if isinstance(result, str) and result == remote.CANCELLED:
+            raise JobCancelled("the job was cancelled")
+        return result
 
 
 def _state_of(token: InterruptToken) -> str:

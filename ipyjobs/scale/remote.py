@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.errors import JobCancelled
 from ..engine.token import InterruptToken, _current_token
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 POLL = 0.1
 #: A callback's newest value is sent at least this often (and always at the end of the call).
 SEND_INTERVAL = 0.25
+
+
+#: What a call that stopped for a cancel returns; the kernel raises ``JobCancelled`` for it.
+CANCELLED = "ipyjobs:cancelled"
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,8 @@ def call(spec: CallSpec, fn: Callable[..., Any], args: tuple) -> Any:
         link.token.check()
         arguments = context.run(localize, arguments, spec)
         return context.run(fn, *arguments)
+    except JobCancelled:
+        return CANCELLED  # not a failure: the worker need not log it as one
     finally:
         for relay in relays:
             relay.flush()
