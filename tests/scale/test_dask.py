@@ -42,7 +42,10 @@ async def test_ocr_of_40_pages_on_the_cluster_matches_the_local_run(
     manager: JobManager, client, tmp_path: Path
 ) -> None:
     scans = tmp_path / "scans"
-    pages.save(pages.pages(40, sentences=1), scans)
+    fonts = pages.fonts()
+    sentences = pages.SENTENCES
+    pages.save([pages.render(sentences[i % len(sentences)], fonts[i % len(fonts)], 24, width=700)
+                for i in range(40)], scans)  # fmt: skip
     local = await manager.dispatch(OcrJob(str(scans), output_dir=str(tmp_path / "local")))
     manager.use_dask(client)
     handle = manager.dispatch(OcrJob(str(scans), output_dir=str(tmp_path / "cluster")))
