@@ -31,11 +31,11 @@ HERE = Path(__file__).resolve().parent
 # it), so the repository root takes the folder's place on the path.
 sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from ipyjobs import JobManager, JobState
-from ipyjobs.media import OcrJob
-from ipyjobs.scale import local_cluster
-from tests.scale.fns import sleep_ms
-from tests.support import pages
+from ipyjobs import JobManager, JobState  # noqa: E402
+from ipyjobs.media import OcrJob  # noqa: E402
+from ipyjobs.scale import local_cluster  # noqa: E402
+from tests.scale.fns import sleep_ms  # noqa: E402
+from tests.support import pages  # noqa: E402
 
 PAGES = 40
 OCR_ROUNDS = 2
@@ -82,7 +82,9 @@ async def main(tmp: Path) -> dict:
     images, warm, dense = tmp / "images", tmp / "warm", tmp / "dense"
     fonts = pages.fonts()
     lines = pages.SENTENCES
-    short = [pages.render(lines[i % len(lines)], fonts[i % len(fonts)], 24, 700) for i in range(PAGES)]
+    short = [
+        pages.render(lines[i % len(lines)], fonts[i % len(fonts)], 24, 700) for i in range(PAGES)
+    ]
     pages.save(short, images)
     pages.save(short[:2], warm)
     text = " ".join(pages.SENTENCES * 3)

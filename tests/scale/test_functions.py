@@ -126,7 +126,10 @@ async def test_a_map_of_an_importable_function_resumes_after_sigkill(
     log_path = tmp_path / "calls.txt"
     monkeypatch.setenv("MAP_LOG", str(log_path))
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(ipyjobs_home)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(ipyjobs_home)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     job_id = child.stdout.readline().strip()
     deadline = time.monotonic() + 30
