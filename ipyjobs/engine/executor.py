@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class ExecutorLost(RuntimeError):
+    """The executor itself is gone (a cluster's scheduler lost): the job fails with this,
+    rather than recording every remaining item as failed."""
+
+
 class Executor(ABC):
     """Runs blocking calls for jobs; ``workers`` says how many calls can usefully overlap."""
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ..engine.errors import JobCancelled
-from ..engine.executor import Executor
+from ..engine.executor import Executor, ExecutorLost
 from ..engine.threads import run_in_thread
 from ..engine.token import InterruptToken
 from . import remote
@@ -53,7 +53,7 @@ class WorkerLost(RuntimeError):
     """The worker running a call died, and so did the workers it was retried on."""
 
 
-class SchedulerLost(RuntimeError):
+class SchedulerLost(ExecutorLost):
     """The kernel lost its connection to the Dask scheduler."""
 
 
@@ -283,7 +283,8 @@ class DaskExecutor(Executor):
                 f"was retried on ({exc})"
             ) from None
         except FutureCancelledError as exc:
-            raise SchedulerLost(f"Dask scheduler lost: {exc}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else "the connection was lost"
+            raise SchedulerLost(f"Dask scheduler lost: {reason}") from None
         if isinstance(result, str) and result == remote.CANCELLED:
             raise JobCancelled("the job was cancelled")
         return result

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 
-def start_client(home: Path, **env: str):  # -> distributed.Client
+def start_client(home: Path, timeout: str = "30s", **env: str):  # -> distributed.Client
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
         n_workers=2,
@@ -18,7 +18,7 @@ def start_client(home: Path, **env: str):  # -> distributed.Client
         dashboard_address=":0",
         env={"IPYJOBS_HOME": str(home), **env},
     )
-    return distributed.Client(cluster)
+    return distributed.Client(cluster, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -36,3 +36,10 @@ def steps(n: int, delay: float) -> int:
 
 def sleep_ms(_: object) -> None:
     time.sleep(0.001)
+
+
+def slow_item(x: int) -> int:
+    """Four seconds of 20 ms steps through ipyjobs.track."""
+    for _ in ipyjobs.track(range(200)):
+        time.sleep(0.02)
+    return x

@@ -15,11 +15,13 @@ import pytest
 
 from ipyjobs import JobManager, JobState
 from ipyjobs.media import OcrJob
+from ipyjobs.scale import SchedulerLost
 from tests.engine.test_states import wait_until
 from tests.media.test_ocr import dense_pages, files_in, tesseract_processes
 from tests.support import pages
 
 from . import fns
+from .conftest import start_client
 
 pytestmark = [
     pytest.mark.anyio,
@@ -120,3 +122,33 @@ async def test_a_killed_worker_has_its_file_redone_elsewhere(
     assert (result["done"], result["failed"]) == (6, 0)
     assert len(list(folder.glob("*.txt"))) == 6
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+async def test_a_lost_scheduler_fails_the_map_with_that_reason(
+    manager: JobManager, tmp_path: Path
+) -> None:
+    own = start_client(tmp_path / "home", timeout="3s")
+    try:
+        manager.use_dask(own)
+        handle = manager.map(fns.slow_item, range(4), workers=1)
+        await wait_until(lambda: busy(own), timeout=60)
+        await anyio.to_thread.run_sync(lambda: own.sync(own.cluster.scheduler.close))
+        with anyio.fail_after(30):
+            assert await handle.join() is JobState.FAILED
+    finally:
+        cluster = own.cluster
+        own.close()
+        cluster.close()
+    assert isinstance(handle.error, SchedulerLost)
+    assert handle.error_text.startswith("SchedulerLost: Dask scheduler lost: ")
+
+
+async def test_the_scheduler_variable_chooses_the_cluster_at_start(
+    ipyjobs_home: Path, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IPYJOBS_DASK_SCHEDULER", client.scheduler.address)
+    async with JobManager(ipyjobs_home) as manager:
+        results = await manager.map(fns.square_or_fail, range(20))
+        assert manager.executor.where.startswith(f"Dask cluster {client.scheduler.address}")
+        manager.executor.close()
+    assert len(results.ok) == 19

@@ -154,3 +154,17 @@ async def test_a_map_of_an_importable_function_resumes_after_sigkill(
     again = [int(x) for x in log_path.read_text().split()]
     assert sorted(again) == sorted(set(range(1000)) - stored)  # only the items not done
     assert list(results) == [x * x for x in range(1000)]
+
+
+def test_the_engine_imports_neither_dask_nor_widgets() -> None:
+    code = (
+        "import sys, anyio, ipyjobs, ipyjobs.media\n"
+        "async def main():\n"
+        "    async with ipyjobs.JobManager(persist=False) as jm:\n"
+        "        assert list(await jm.map(abs, [-1, 2])) == [1, 2]\n"
+        "anyio.run(main)\n"
+        "print(sorted(m for m in ('distributed', 'dask', 'ipywidgets') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]"]
