@@ -80,13 +80,20 @@ def reference(fn: Callable[..., Any]) -> str | None:
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
         return None
+    ref = f"{module}:{qualname}"
     try:
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
+        return ref if resolve(ref) is fn else None
     except (ImportError, AttributeError):
         return None
-    return f"{module}:{qualname}" if found is fn else None
+
+
+def resolve(ref: str) -> Any:
+    """The object ``"module:qualname"`` names (``ImportError``/``AttributeError`` if none)."""
+    module, _, qualname = ref.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
 
 
 @contextlib.contextmanager
@@ -244,9 +251,7 @@ class MapJob(Job, kind="ipyjobs.map"):
                     f"jobs.resume(job_id, fn={qualname})"
                 )
             try:
-                fn = importlib.import_module(module)
-                for part in qualname.split("."):
-                    fn = getattr(fn, part)
+                fn = resolve(ref)
             except (ImportError, AttributeError) as exc:
                 raise NotResumable(
                     f"cannot import {ref} to resume this map ({exc}); pass the function: "
