@@ -37,9 +37,7 @@ def model_refs(home: Path, args: tuple) -> dict[str, dict[str, Any]]:
     paths = [p for arg in args for p in _paths_in(arg)]
     if not paths:
         return {}
-    from ..models import ModelStore
-
-    ready = [info for info in ModelStore.at(home).list() if info.status == "ready"]
+    ready = _ready_models(home)
     refs: dict[str, dict[str, Any]] = {}
     for path in paths:
         folder = path.is_dir()
@@ -51,6 +49,28 @@ def model_refs(home: Path, args: tuple) -> dict[str, dict[str, Any]]:
         if entries:
             refs[str(path)] = {"folder": folder, "entries": entries}
     return refs
+
+
+_ready_cache: dict[Path, tuple[int, list[Any]]] = {}
+
+
+def _ready_models(home: Path) -> list[Any]:
+    """The store's ready models, listed again only when its manifest changed (a call costs a
+    ``stat``, not a listing of the whole catalog)."""
+    from ..models import ModelStore
+
+    store = ModelStore.at(home)
+    try:
+        stamp = (store.folder / "manifest.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return []
+    cached = _ready_cache.get(store.folder)
+    if cached is None or cached[0] != stamp:
+        cached = _ready_cache[store.folder] = (
+            stamp,
+            [info for info in store.list() if info.status == "ready"],
+        )
+    return cached[1]
 
 
 _present: dict[str, Path] = {}
