@@ -40,14 +40,11 @@ def model_refs(home: Path, args: tuple) -> dict[str, dict[str, Any]]:
     ready = _ready_models(home)
     refs: dict[str, dict[str, Any]] = {}
     for path in paths:
-        folder = path.is_dir()
-        entries = [
-            dataclasses.asdict(info.entry)
-            for info in ready
-            if info.path == path or (folder and info.path.parent == path)
-        ]
-        if entries:
-            refs[str(path)] = {"folder": folder, "entries": entries}
+        exact = [info.entry for info in ready if info.path == path]
+        held = [info.entry for info in ready if info.path.parent == path] if not exact else []
+        if exact or held:  # a model (file or folder), or a folder of models (tessdata)
+            entries = [dataclasses.asdict(entry) for entry in exact or held]
+            refs[str(path)] = {"family": bool(held), "entries": entries}
     return refs
 
 
@@ -123,7 +120,7 @@ def _make_present(path: str, ref: dict[str, Any]) -> Path:
             path_here = Path(anyio.run(_download, entry.id, str(store.folder.parent)))
         ready.append((entry, path_here))
     entry, first = ready[0]
-    result = store.family_folder(entry.family) if ref["folder"] else first
+    result = store.family_folder(entry.family) if ref["family"] else first
     _present[path] = result
     return result
 
