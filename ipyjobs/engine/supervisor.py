@@ -40,7 +40,7 @@ async def drive(
                 if limiter is not None:
                     limiter.release()
         if life.stopping:
-            ending = life.stopped_state()
+            ending, output = life.stopped_state(), None
             if not scope.cancelled_caught:
                 life.warn_cancel_swallowed("returned")
     except anyio.get_cancelled_exc_class():
