@@ -7,6 +7,7 @@ terminals as well as notebooks.
 from . import events
 from .context import JobContext
 from .errors import (
+    Cancelled,
     InvalidTransition,
     JobCancelled,
     JobError,
@@ -20,7 +21,8 @@ from .executor import Executor, LocalExecutor
 from .functions import ItemFailed, MapResults, track
 from .handle import ItemError, JobHandle
 from .job import Job, job_class, registered_kinds
-from .manager import JobManager, jobs
+from .kernel import jobs
+from .manager import JobManager
 from .paths import data_home
 from .progress import ProgressSnapshot
 from .state import Intent, JobState
@@ -28,6 +30,7 @@ from .store import JobRecord
 from .token import InterruptToken, current_token
 
 __all__ = [
+    "Cancelled",
     "Executor",
     "Intent",
     "InterruptToken",

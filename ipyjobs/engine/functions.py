@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
-from .errors import JobCancelled, NotResumable
+from .errors import NotResumable
 from .executor import ExecutorLost, LocalExecutor
 from .job import Job
 from .token import current_token
@@ -168,9 +168,7 @@ def run_items(
             token.check()
         try:
             out.append((index, True, fn(item)))
-        except JobCancelled:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a cancel (``Cancelled``) is no Exception: it stops the chunk
             out.append((index, False, one_line(exc)))
         report(count)
     return out
@@ -357,7 +355,7 @@ class _MapRun:
             try:
                 pairs = [(i, items[i]) for i in chunk]
                 outcome = await self.executor.run(ctx, chunk_fn, pairs, report)
-            except (JobCancelled, ExecutorLost):
+            except ExecutorLost:
                 raise
             except Exception as exc:  # the executor's own failure (worker lost): these items
                 outcome = [(i, False, one_line(exc)) for i in chunk]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from ..engine.errors import JobCancelled
+from ..engine.errors import Cancelled
 from ..engine.executor import Executor, ExecutorLost
 from ..engine.threads import run_in_thread
 from ..engine.token import InterruptToken
@@ -194,7 +194,11 @@ class DaskExecutor(Executor):
                 with anyio.CancelScope(shield=True):
                     await self._stop(job, future)
                 raise
-            return await run_in_thread(self._outcome, future)  # type: ignore[no-any-return]
+            result = await run_in_thread(self._outcome, future)
+            if isinstance(result, str) and result == remote.CANCELLED:
+                ctx.token.raise_if_cancelled()  # as a check here would: Cancelled
+                raise Cancelled("the job was cancelled")
+            return result  # type: ignore[no-any-return]
         finally:
             job.calls -= 1
             del job.callbacks[call_id]
@@ -276,7 +280,7 @@ class DaskExecutor(Executor):
         from distributed.client import FutureCancelledError
 
         try:
-            result = future.result()
+            return future.result()
         except distributed.KilledWorker as exc:
             raise WorkerLost(
                 f"worker lost: the Dask worker running this died, and so did the workers it "
@@ -285,9 +289,6 @@ class DaskExecutor(Executor):
         except FutureCancelledError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else "the connection was lost"
             raise SchedulerLost(f"Dask scheduler lost: {reason}") from None
-        if isinstance(result, str) and result == remote.CANCELLED:
-            raise JobCancelled("the job was cancelled")
-        return result
 
 
 def _state_of(token: InterruptToken) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.errors import JobCancelled
+from ..engine.errors import Cancelled
 from ..engine.token import InterruptToken, _current_token
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ POLL = 0.1
 SEND_INTERVAL = 0.25
 
 
-#: What a call that stopped for a cancel returns; the kernel raises ``JobCancelled`` for it.
+#: What a call that stopped for a cancel returns; the kernel raises ``Cancelled`` for it.
 CANCELLED = "ipyjobs:cancelled"
 
 
@@ -155,7 +155,7 @@ def call(spec: CallSpec, fn: Callable[..., Any], args: tuple) -> Any:
 
     Callbacks are replaced by relays, model paths by this worker's own copies (downloaded and
     verified here when its data folder lacks them), and ``current_token()`` returns the job's
-    token. A cancel raises ``JobCancelled`` from the next ``check()``; a call that starts
+    token. A cancel raises ``Cancelled`` from the next ``check()``; a call that starts
     after the cancel raises it at once, so queued calls end without doing anything.
     """
     from .models import localize
@@ -173,7 +173,7 @@ def call(spec: CallSpec, fn: Callable[..., Any], args: tuple) -> Any:
         link.token.check()
         arguments = context.run(localize, arguments, spec)
         return context.run(fn, *arguments)
-    except JobCancelled:
+    except Cancelled:
         return CANCELLED  # not a failure: the worker need not log it as one
     finally:
         for relay in relays:
