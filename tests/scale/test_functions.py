@@ -36,7 +36,7 @@ async def test_map_of_1000_items_gives_results_in_order_and_three_item_errors(
     assert [r.item for r in results.failed] == sorted(fns.FAILING)
     assert all(isinstance(results[x], ItemFailed) for x in fns.FAILING)
     assert handle.error_count == 3
-    assert [e.error for e in handle.item_errors] == [
+    assert sorted(e.error for e in handle.item_errors) == [  # lanes finish in any order
         f"ValueError: item {x} is bad" for x in sorted(fns.FAILING)
     ]
     assert handle.progress.done == 1000 and handle.progress.total == 1000
