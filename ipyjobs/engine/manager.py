@@ -5,27 +5,23 @@ started in the background on the kernel's loop; in a script, ``async with JobMan
 runs it inside the caller's task group. Every job runs as a task of the manager's task group
 (:mod:`.supervisor`); what happens is recorded and stored by its :mod:`.recorder`.
 
-Only the manager's loop changes the manager's state. A control called from another thread (an
-ipykernel 7 subshell, a worker thread, a widget callback on another loop) is handed to that loop
-and the caller waits for its answer.
+Only the manager's loop changes the manager's state: a control called from another thread (an
+ipykernel 7 subshell, a worker thread, a widget callback on another loop) is handed to it by its
+:class:`~.homeloop.HomeLoop`, and the caller waits for its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
-import contextlib
 import dataclasses
 import json
-import logging
 import math
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,20 +31,16 @@ from .context import JobContext
 from .errors import InvalidTransition, JobNotFound, ManagerClosed, NotResumable
 from .executor import Executor, LocalExecutor, executor_from_environment
 from .handle import JobHandle
+from .homeloop import HomeLoop
 from .job import Job, job_class
 from .lifecycle import Lifecycle
 from .limits import PriorityLimiter
 from .paths import data_home
 from .recorder import Recorder
 from .state import JobState
-from .store import JobRecord, JobStore, to_json
+from .store import JobRecord, JobStore, job_row, to_json
 from .supervisor import drive
 from .threads import run_in_thread
-from .watchdog import Watchdog
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: How long an atexit flush of the store may take.
 _EXIT_FLUSH = 10.0
@@ -94,11 +86,9 @@ class JobManager:
         self._closed = False
         self._stopped: anyio.Event | None = None
         self._host: Any = None
+        self._home = HomeLoop()
         self.executor: Executor = executor_from_environment()
         """Where jobs run their blocking work (files, ``map`` calls): see :meth:`use_dask`."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._watchdog: Watchdog | None = None
 
     @property
     def bus(self) -> events.EventBus:
@@ -119,7 +109,7 @@ class JobManager:
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> JobManager:
-        self._bind()
+        self._home.bind()
         self._host = anyio.create_task_group()
         await self._host.__aenter__()
         await self._host.start(self._serve)
@@ -136,20 +126,9 @@ class JobManager:
 
     def start_in_background(self) -> None:
         """Serve from a task of the running asyncio loop (the Jupyter kernel's), kept here."""
-        self._bind()
+        self._home.bind()
         self._host = asyncio.get_running_loop().create_task(self._serve(), name="ipyjobs")
         atexit.register(self._flush_at_exit)
-
-    def _bind(self) -> None:
-        """Take the running loop as the manager's own, and watch it."""
-        self._loop_thread = threading.get_ident()
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # another anyio backend: no hand-over from threads, no watchdog
-            self._loop = None
-        else:
-            self._watchdog = Watchdog(self._loop, self._loop_thread, self._blocked)
-            self._watchdog.start()
 
     @property
     def failure(self) -> BaseException | None:
@@ -162,7 +141,7 @@ class JobManager:
     @property
     def alive(self) -> bool:
         """Open, and its loop is serving it."""
-        if self._closed or self._loop is None or self._loop.is_closed():
+        if self._closed or self._home.closed:
             return False
         return not (isinstance(self._host, asyncio.Task) and self._host.done())
 
@@ -178,8 +157,7 @@ class JobManager:
                         jobs.start_soon(self._drive, handle, name=f"ipyjobs {handle.id}")
                 ticker.cancel()
         finally:
-            if self._watchdog is not None:
-                self._watchdog.stop()
+            self._home.stop_watching()
             self._recorder.flush_progress()
             self._recorder.flush_logs()
             self._recorder.submit()
@@ -216,68 +194,11 @@ class JobManager:
 
     def on_its_loop(self) -> bool:
         """Whether the caller runs on the manager's loop (or the manager has not started)."""
-        return self._loop_thread is None or threading.get_ident() == self._loop_thread
-
-    def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(*args)`` on the manager's loop and return its result (or raise its error);
-        from another thread, wait for it there (the loop answers between two job steps)."""
-        if self.on_its_loop() or self._loop is None:
-            return fn(*args)
-        loop = self._loop
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def call() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-        try:
-            loop.call_soon_threadsafe(call)
-        except RuntimeError:
-            raise ManagerClosed("this job manager's event loop has ended") from None
-        while True:
-            try:
-                return future.result(timeout=1.0)
-            except concurrent.futures.TimeoutError:
-                if loop.is_closed() or not loop.is_running():
-                    raise ManagerClosed("this job manager's event loop has ended") from None
+        return self._home.here()
 
     async def wait_from_elsewhere(self, handle: JobHandle) -> None:
         """Wait on the caller's own loop (another thread's) until ``handle`` ended."""
-        ended: concurrent.futures.Future[None] = self._on_loop(self._end_future, handle)
-        await asyncio.wrap_future(ended)
-
-    def _end_future(self, handle: JobHandle) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        if handle.done:
-            future.set_result(None)
-            return future
-
-        async def wait() -> None:
-            await handle._life.ended()
-            future.set_result(None)
-
-        assert self._loop is not None
-        self._loop.create_task(wait())
-        return future
-
-    def _blocked(self, life: Lifecycle | None, seconds: float, where: str) -> None:
-        """From the watchdog thread: the loop has not answered for ``seconds``."""
-        if life is None:
-            log.info(
-                "the event loop has been blocked for %.1f s, outside any job, at %s", seconds, where
-            )
-            return
-        message = (
-            f"blocked the event loop for {seconds:.1f} s at {where}, so the notebook could not "
-            "respond. Run blocking work in a thread with `await ctx.run_sync(fn, ...)` and call "
-            "`await ctx.checkpoint()` often in computing loops."
-        )
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(life.warn, message)
+        await self._home.wait_for_end(handle._life)
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -287,14 +208,14 @@ class JobManager:
         A job with a ``key`` equal to an active job's joins that job: the same handle is
         returned and its ``dispatches`` count goes up.
         """
-        return self._on_loop(self._submit, job, priority, None, False)
+        return self._home.call(self._submit, job, priority, None, False)
 
     def submit_child(
         self, job: Job, parent: JobHandle, *, owned: bool, priority: int | None = None
     ) -> JobHandle:
         """A job dispatched from inside ``parent`` (see ``ctx.spawn`` and ``ctx.dispatch``)."""
         chosen = parent.priority if priority is None else priority
-        return self._on_loop(self._submit, job, chosen, parent, owned)
+        return self._home.call(self._submit, job, chosen, parent, owned)
 
     def _submit(
         self,
@@ -380,7 +301,7 @@ class JobManager:
         Returns ``False`` when already paused or pausing. Raises ``InvalidTransition`` on a job
         that ended.
         """
-        return self._on_loop(lambda: self._handle(job)._life.pause())
+        return self._home.call(lambda: self._handle(job)._life.pause())
 
     def resume(self, job: JobHandle | str, *, fn: Any = None) -> bool | JobHandle:
         """Let a paused job (and its owned children) go on, or restart an interrupted one.
@@ -390,7 +311,7 @@ class JobManager:
         handle is returned. Returns ``False`` when the job is neither paused nor pausing.
         ``fn`` gives a ``map`` of a function defined in a notebook its function again.
         """
-        return self._on_loop(self._resume, job, fn)
+        return self._home.call(self._resume, job, fn)
 
     def _resume(self, job: JobHandle | str, fn: Any = None) -> bool | JobHandle:
         if fn is not None:
@@ -416,7 +337,7 @@ class JobManager:
         Cancelling a job that waits for a shared job leaves the shared job running. A no-op
         (returns ``False``) on a job that already ended or is being cancelled.
         """
-        return self._on_loop(lambda: self._handle(job)._life.cancel())
+        return self._home.call(lambda: self._handle(job)._life.cancel())
 
     def _resume_from_store(self, job_id: str) -> JobHandle:
         record = self.record(job_id)
@@ -443,7 +364,7 @@ class JobManager:
 
     def forget_finished(self) -> int:
         """Drop ended jobs (and their ended subtrees) from memory; the store keeps them."""
-        return self._on_loop(self._forget_finished)
+        return self._home.call(self._forget_finished)
 
     def _forget_finished(self) -> int:
         gone = [h for h in self._handles.values() if h.done and h.state.is_terminal]
@@ -456,7 +377,7 @@ class JobManager:
 
     def set_limit(self, group: str, slots: int) -> None:
         """Allow ``slots`` jobs of ``group`` to run at once (takes effect immediately)."""
-        self._on_loop(self._set_limit, group, slots)
+        self._home.call(self._set_limit, group, slots)
 
     def _set_limit(self, group: str, slots: int) -> None:
         limiter = self._limiters.get(group)
@@ -523,8 +444,6 @@ class JobManager:
             raise JobNotFound(f"job {job_id!r}: this manager keeps no store")
         handle = self._handles.get(job_id)
         if handle is not None:
-            from .store import job_row
-
             return JobRecord.from_values(job_row(handle, self.session, time.time()))
         record = self._recorder.pending_record(job_id) or self.store.get(job_id)
         if record is None:

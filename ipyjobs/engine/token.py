@@ -98,19 +98,19 @@ class InterruptToken:
 
         On cancellation of the calling task while waiting, the cancellation propagates as usual.
         """
-        while self._paused and not self._cancelled:
-            if self._resume_event is None:
-                self._resume_event = anyio.Event()
-            with self.parking():
-                await self._resume_event.wait()
-            self._held_since = time.monotonic()
-        if self._cancelled:
-            self._raise()
-        if time.monotonic() - self._held_since > HOLD_LIMIT:
-            await take_turn()
-            self._held_since = time.monotonic()
+        while True:
+            while self._paused and not self._cancelled:
+                if self._resume_event is None:
+                    self._resume_event = anyio.Event()
+                with self.parking():
+                    await self._resume_event.wait()
+                self._held_since = time.monotonic()
             if self._cancelled:
                 self._raise()
+            if time.monotonic() - self._held_since <= HOLD_LIMIT:
+                return
+            await take_turn()  # a pause or cancel asked meanwhile is honoured on the next round
+            self._held_since = time.monotonic()
 
     def check(self) -> None:
         """Blocking twin of :meth:`checkpoint` for worker threads. Never call it on the loop."""

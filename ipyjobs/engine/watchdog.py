@@ -24,6 +24,15 @@ BEAT = 0.25
 BLOCKED_AFTER = 1.0
 
 
+def blocked_message(seconds: float, where: str) -> str:
+    """The warning a job gets for blocking the loop, with the fix."""
+    return (
+        f"blocked the event loop for {seconds:.1f} s at {where}, so the notebook could not "
+        "respond. Run blocking work in a thread with `await ctx.run_sync(fn, ...)` and call "
+        "`await ctx.checkpoint()` often in computing loops."
+    )
+
+
 def blocker(frame: FrameType | None) -> tuple[Lifecycle | None, str]:
     """The job whose task runs in this stack (if any), and the innermost Python line."""
     where = "an unknown place"

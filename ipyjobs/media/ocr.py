@@ -237,7 +237,8 @@ class OcrJob(Job, kind="media.ocr"):
         """Split the files into those to do and those done before with the same settings."""
         token = current_token()
         output_dir = None if self.output_dir is None else Path(self.output_dir).expanduser()
-        todo, skipped = [], []
+        todo: list[FileTask] = []
+        skipped: list[FileTask] = []
         for image, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
             if token is not None:
                 token.check()

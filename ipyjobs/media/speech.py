@@ -103,7 +103,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
         entry = ModelStore.at(ctx.manager.home).entry(self.model)
         files = discover(self.inputs, self.extensions)
         output_dir = Path(self.output_dir) if self.output_dir else None
-        device = default_device() if self.device == "auto" else self.device
+        # ``default_device`` imports torch: seconds on a first import, so not on the loop.
+        device = await ctx.run_sync(default_device) if self.device == "auto" else self.device
         options = self._decode_options(device)
         settings = {"model": entry.id, "sha256": entry.sha256, "formats": self.formats, **options}
         ctx.log(f"{len(files)} file(s) to transcribe with {entry.label} on {device}")

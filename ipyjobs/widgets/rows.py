@@ -73,7 +73,7 @@ class JobRow:
     def state_changed(self) -> bool:
         return self.handle.status != self._sent_status
 
-    def _desired(self) -> list[tuple[widgets.Widget, dict[str, Any]]]:
+    def _desired(self) -> list[tuple[Any, dict[str, Any]]]:  # (widget, traits)
         handle = self.handle
         status = handle.status
         progress = handle.progress
