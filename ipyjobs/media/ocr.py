@@ -69,7 +69,7 @@ class OcrJob(Job, kind="media.ocr"):
 
     resumable = True
     group = "ocr"
-    #: Where per-page work runs; ``None``: a :class:`LocalExecutor` with ``workers`` threads.
+    #: Where per-page work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
     #: A class attribute, not a parameter, so the job's parameters stay plain data.
     executor: ClassVar[Executor | None] = None
 

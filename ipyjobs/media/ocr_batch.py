@@ -15,7 +15,7 @@ from ..engine import Intent, JobCancelled, JobContext
 from ..engine.handle import error_text
 from .batch import run_file
 from .documents import assemble
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 from .outputs import FileOutcome
 from .pages import Document, FileTask, PageResult, PageTask, Settings, ocr_file, ocr_page
 
@@ -43,7 +43,7 @@ class _Batch:
     ) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.executor = executor or LocalExecutor(workers)
+        self.executor = executor or ctx.manager.executor
         self.size = workers or self.executor.workers
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "pages": 0}
         self.outputs: list[str] = []

@@ -23,7 +23,7 @@ import errno
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -408,7 +408,8 @@ class Download:
 
 
 async def _run_until_done(
-    tasks: list[Callable[[], Awaitable[None]]], background: list[Callable[[], Awaitable[None]]]
+    tasks: Sequence[Callable[[], Awaitable[None]]],
+    background: Sequence[Callable[[], Awaitable[None]]],
 ) -> None:
     """Run ``tasks`` concurrently, with ``background`` tasks that stop once ``tasks`` are done.
     The first error cancels everything else and is raised as it is (no exception group)."""
