@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from ipyjobs.models import ModelEntry, ModelStore, ensure
 from ipyjobs.models.download import RetryPolicy
-from tests.support.http_server import LoopbackServer
+from tests.support.http_server import LoopbackServer, trust
 
 DEBIAN_ENG = Path("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")
 TEST_WHISPER = "whisper/tiny.en-test"
@@ -38,6 +39,23 @@ def whisper_sha256(whisper_checkpoint: Path) -> str:
 @pytest.fixture
 def server() -> Iterator[LoopbackServer]:
     with LoopbackServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> trustme.CA:
+    """A certificate authority for HTTPS on loopback (made once: key generation takes time)."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_server(
+    test_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LoopbackServer]:
+    """The loopback server over TLS; clients trust its CA through ``SSL_CERT_FILE``, as users
+    behind a company CA do."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(trust(test_ca, tmp_path)))
+    with LoopbackServer(tls=test_ca) as server:
         yield server
 
 
