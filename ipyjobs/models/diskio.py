@@ -236,7 +236,9 @@ class BatchWriter:
                         else:  # bytes after a failed write are not wanted
                             await self._part.drop_hash(hashing)
                     except Exception as exc:
-                        self._error = exc
+                        # Without its traceback: the frames in it hold slices of the buffer,
+                        # which could then never be closed (BufferError hiding this error).
+                        self._error = exc.with_traceback(None)
                     finally:
                         self._queued -= len(view)
                         buffer = view.obj

@@ -26,7 +26,6 @@ and the lock is released: the next call resumes from there.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -95,11 +94,6 @@ class RetryPolicy:
     fast link more connections only cost CPU. 0: always."""
 
 
-def disk_free(path: Path) -> int:
-    """Free bytes on the file system holding ``path``; tests replace this function."""
-    return shutil.disk_usage(path).free
-
-
 def partial_size(dest: Path) -> int:
     """Bytes of ``dest`` already in its partial download (0 if there is none)."""
     dest = Path(dest)
@@ -139,9 +133,7 @@ async def fetch(
                 return TransferResult(dest, digest, size, received=0, resumed_from=0)
             log.warning("%s has SHA-256 %s, not %s: downloading it again", dest, digest, expected)
         async with _client(client, policy) as http:
-            download = Download(
-                transfer, expected, ctx, http, policy, free_space=lambda path: disk_free(path)
-            )
+            download = Download(transfer, expected, ctx, http, policy)
             digest, size = await download.run()
     return TransferResult(dest, digest, size, download.received, download.resumed_from)
 
@@ -180,4 +172,4 @@ async def _client(
         yield own
 
 
-__all__ = ["RetryPolicy", "Transfer", "TransferResult", "disk_free", "fetch", "partial_size"]
+__all__ = ["RetryPolicy", "Transfer", "TransferResult", "fetch", "partial_size"]

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Job, JobContext, JobHandle, JobState
+from ..engine.diskspace import NoSpaceLeft
 from ..engine.handle import error_text
 from .catalog import WHISPER, ModelEntry
 from .diskio import sha256_of
 from .download import RetryPolicy, Transfer, fetch
-from .errors import DownloadError, OfflineError
+from .errors import DownloadError, NotEnoughSpace, OfflineError
 from .settings import MIRROR_VARIABLE, OFFLINE_VARIABLE, offline
 from .store import ModelStore
 
@@ -121,7 +122,9 @@ async def _wait_for_download(ctx: JobContext, entry: ModelEntry, handle: JobHand
                 f"Model download was cancelled: {entry.label} (job {handle.id}); "
                 "run again to resume it from where it stopped"
             ) from exc
-        raise DownloadError(f"Model download failed: {error_text(exc)}") from exc
+        # A full disk stays a NoSpaceLeft for the waiter: one except catches every full disk.
+        error = NotEnoughSpace if isinstance(exc, NoSpaceLeft) else DownloadError
+        raise error(f"Model download failed: {error_text(exc)}") from exc
 
 
 async def ensure_model(ctx: JobContext, name: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..engine import JobError
+from ..engine.diskspace import NoSpaceLeft
 
 
 class ModelError(JobError):
@@ -36,5 +37,12 @@ class ChecksumMismatch(DownloadError):
     """The downloaded bytes do not have the expected SHA-256; the file was deleted."""
 
 
-class NotEnoughSpace(DownloadError):
-    """The disk has less free space than the download needs."""
+class NotEnoughSpace(DownloadError, NoSpaceLeft):
+    """The disk has less free space than the download needs, or filled up during it. Also a
+    :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` (and an ``OSError`` with ``ENOSPC``), so one
+    ``except NoSpaceLeft`` catches every full disk."""
+
+
+class NotTheModel(DownloadError):
+    """The server sent something that is clearly not the model (an HTML page, another size);
+    nothing was kept."""

@@ -52,6 +52,13 @@ def sidecar_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
 
 
+def partial_files(dest: Path) -> tuple[Path, Path, Path]:
+    """Every file a partial download of ``dest`` may leave: the part file, its sidecar, and the
+    sidecar's temporary copy (left if the process died, or the disk filled, while writing it)."""
+    sidecar = sidecar_path(dest)
+    return part_path(dest), sidecar, sidecar.with_name(sidecar.name + ".tmp")
+
+
 @dataclass
 class Segment:
     """Bytes ``[start, end)`` of the file, of which the first ``done`` are on disk.
@@ -210,7 +217,7 @@ class PartFile:
             self.file.truncate(state.total)
         self.state = state
         self._forget_bytes()
-        self.sidecar.write_text(state.to_json())
+        self._save_sidecar(state.to_json())
 
     def reset(self) -> None:
         """Forget everything received: the next pass starts from byte 0."""
@@ -307,14 +314,23 @@ class PartFile:
 
     def _sync_blocking(self, text: str) -> None:
         self.file.sync()
-        temporary = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.sidecar)
+        self._save_sidecar(text)
         # Synced and hashed bytes are not needed in memory: dropping what the page cache holds
         # of them keeps a multi-GB download from pushing out everything else.
         hashed = self._hashed
         self.file.drop_cache(self._dropped, hashed)
         self._dropped = max(self._dropped, hashed)
+
+    def _save_sidecar(self, text: str) -> None:
+        """Replace the sidecar atomically: a crash or a full disk leaves the old one whole,
+        and no temporary copy behind."""
+        temporary = partial_files(self.dest)[2]
+        try:
+            temporary.write_text(text)
+            os.replace(temporary, self.sidecar)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -353,7 +369,7 @@ class PartFile:
         """Close and delete the part file and its sidecar."""
         self.close()
         self.state = None
-        for path in (self.path, self.sidecar):
+        for path in partial_files(self.dest):
             path.unlink(missing_ok=True)
 
 

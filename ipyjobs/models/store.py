@@ -33,6 +33,7 @@ from ..engine import data_home
 from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
 from .diskio import sha256_of
 from .errors import ModelInUse
+from .partfile import partial_files
 
 if TYPE_CHECKING:
     from ..engine import JobHandle
@@ -342,10 +343,7 @@ class ModelStore:
             )
         target = self.folder / entry.family / entry.file
         freed = partial_size(target)
-        for leftover in (
-            target.with_name(target.name + ".part"),
-            target.with_name(target.name + ".part.json"),
-        ):
+        for leftover in partial_files(target):
             leftover.unlink(missing_ok=True)
         if target.exists():
             freed += target.stat().st_size

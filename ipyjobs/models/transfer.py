@@ -19,7 +19,6 @@ checkpoint (or anyio cancellation) raises and the caller keeps the partial file.
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
 from collections import deque
@@ -32,6 +31,8 @@ import anyio.lowlevel
 import httpx
 
 from ..engine import JobContext
+from ..engine import diskspace
+from ..engine.diskspace import is_no_space, no_space_left
 from .body import body_of
 from .diskio import ALIGN, BATCH, BatchWriter
 from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
@@ -78,11 +79,9 @@ class Download:
         ctx: JobContext,
         client: httpx.AsyncClient,
         policy: RetryPolicy,
-        *,
-        free_space: Callable[[Path], int],
     ) -> None:
         self.transfer, self.expected, self.ctx = transfer, expected, ctx
-        self.client, self.policy, self.free_space = client, policy, free_space
+        self.client, self.policy = client, policy
         self.part = PartFile(Path(transfer.dest))
         self.timeout = timeout_for(policy)
         self.failures = 0  # failed requests since bytes last arrived
@@ -120,11 +119,14 @@ class Download:
                     self.done, self.parallel = 0, False
             digest, size = await part.finish()
         except BaseException as exc:
+            if is_no_space(exc) and not isinstance(exc, NotEnoughSpace):
+                # The disk filled up: give back the space the partial download took (a full
+                # disk breaks everything else too), and say which disk.
+                error = self._no_space("The partial download was deleted")
+                part.remove()
+                raise error from exc
             with anyio.CancelScope(shield=True):
                 await self._keep_partial()
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                folder = transfer.dest.parent
-                raise NotEnoughSpace(f"the disk holding {folder} is full: {exc}") from exc
             raise
         if self.expected is not None and digest != self.expected:
             part.remove()
@@ -396,15 +398,18 @@ class Download:
         return DownloadError(f"could not download {transfer.label} from {transfer.url}: {reason}")
 
     def _check_space(self, needed: int) -> None:
-        folder = Path(self.transfer.dest).parent
-        free = self.free_space(folder)
-        if free < needed:
-            raise NotEnoughSpace(
-                f"not enough space to download {self.transfer.label}: it needs "
-                f"{human_size(needed)} ({needed:,} bytes) in {folder}, but only {human_size(free)} "
-                f"({free:,} bytes) are free there. Free some space, or put the model store "
-                "on a larger disk (IPYJOBS_HOME)."
-            )
+        if diskspace.free_bytes(Path(self.transfer.dest).parent) < needed:
+            raise self._no_space("Nothing was downloaded", needed)
+
+    def _no_space(self, done: str, needed: int | None = None) -> NotEnoughSpace:
+        """``NotEnoughSpace`` naming the disk, its free bytes, and what was done about it."""
+        transfer = self.transfer
+        folder = Path(transfer.dest).parent
+        message = str(no_space_left(folder, f"downloading {transfer.label}", needed))
+        return NotEnoughSpace(
+            f"{message} {done}; the models folder is under IPYJOBS_HOME, which can point to a "
+            "larger disk."
+        )
 
 
 async def _run_until_done(

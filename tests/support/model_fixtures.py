@@ -8,6 +8,8 @@ mirror layout path, and a real tiny.en Whisper checkpoint converted from the
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +59,24 @@ def https_server(
     monkeypatch.setenv("SSL_CERT_FILE", str(trust(test_ca, tmp_path)))
     with LoopbackServer(tls=test_ca) as server:
         yield server
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (a really full disk, ENOSPC from the kernel), unmounted afterwards.
+    Needs root (CI runs as root); skipped with the reason elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)]
+    result = subprocess.run(mount, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 @pytest.fixture(autouse=True)
