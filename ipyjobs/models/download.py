@@ -57,7 +57,8 @@ class Transfer:
     sha256: str | None
     """Expected SHA-256 (hex); ``None``: computed and returned, not checked."""
     size: int | None
-    """Expected size, if known: for the free-space check and as progress total."""
+    """The file's exact size, if known: checked (a body of another size is not the file), and
+    used for the free-space check and as progress total."""
     label: str
     """What the file is, for messages: ``"whisper model tiny.en"``."""
 
@@ -113,8 +114,10 @@ async def fetch(
     """Download ``transfer.url`` to ``transfer.dest``, resuming any partial download of it.
 
     Returns once ``dest`` holds the complete file with the expected SHA-256. Raises
-    ``DownloadError`` (after retries, or at once on 404 and similar), ``ChecksumMismatch`` (the
-    partial file is deleted, nothing is kept), ``NotEnoughSpace``, or ``JobCancelled``.
+    ``DownloadError`` (after retries, or at once on 404 and similar), ``NotTheModel`` (an HTML
+    page, or another size than ``transfer.size``), ``ChecksumMismatch``, ``NotEnoughSpace`` (in
+    these three cases nothing is kept), or ``JobCancelled``. Without an expected hash or size,
+    any body that is not HTML is taken (and its hash returned).
 
     While another process downloads the same ``dest``, waits (pause and cancel still act), then
     returns that result without fetching. An existing ``dest`` counts as done only if its

@@ -22,7 +22,7 @@ from .diskio import sha256_of
 from .download import RetryPolicy, Transfer, fetch
 from .errors import DownloadError, NotEnoughSpace, OfflineError
 from .settings import MIRROR_VARIABLE, OFFLINE_VARIABLE, offline
-from .store import ModelStore
+from .store import ModelStore, vouches
 
 #: How downloads retry; tests and closed networks may set shorter waits.
 retry_policy = RetryPolicy()
@@ -36,12 +36,6 @@ def offline_error(store: ModelStore, entry: ModelEntry) -> OfflineError:
         f"{entry.file}{expected} to {store.folder / entry.family / entry.file}{elsewhere}, or "
         f"unset {OFFLINE_VARIABLE}, or set {MIRROR_VARIABLE} to a mirror this machine reaches."
     )
-
-
-def _reusable(entry: ModelEntry, sha256: str, size: int) -> bool:
-    if entry.sha256 is not None:
-        return sha256 == entry.sha256
-    return entry.size is None or size == entry.size
 
 
 @dataclass
@@ -96,7 +90,7 @@ class DownloadModel(Job, kind="models.download"):
         for candidate, source in store.reuse_candidates(entry):
             ctx.progress(message=f"checking {candidate}")
             sha256, size = await sha256_of(candidate)
-            if not _reusable(entry, sha256, size):
+            if not vouches(entry, sha256, size):
                 ctx.log(f"{candidate} is not {entry.label} (SHA-256 {sha256}); not reused")
                 continue
             path = candidate

@@ -21,6 +21,11 @@ class InvalidModelEntry(ModelError, ValueError):
     """A catalog entry (usually a user's own) is malformed: bad file name, hash, URL or size."""
 
 
+class CorruptStoreFile(ModelError):
+    """A file of the model store that cannot be rebuilt (your own entries) is unreadable; the
+    message names it and says how to fix it."""
+
+
 class ModelInUse(ModelError):
     """The model cannot be deleted while a download or a job uses it."""
 

@@ -342,6 +342,10 @@ class PartFile:
         await run_in_thread(self._trim_and_fsync, size)
         return self._hash.hexdigest(), size
 
+    async def read_start(self, count: int) -> bytes:
+        """The first ``count`` bytes of the part file (to recognise what it is)."""
+        return await run_in_thread(os.pread, self.file.fd, count, 0)
+
     def _trim_and_fsync(self, size: int) -> None:
         if self.file.size() != size:
             self.file.truncate(size)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,12 +29,11 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ..engine import JobContext
-from ..engine import diskspace
-from ..engine.diskspace import is_no_space, no_space_left
+from ..engine import JobContext, diskspace
 from .body import body_of
-from .diskio import ALIGN, BATCH, BatchWriter
-from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
+from .content import SNIFF, check_answer, check_body
+from .diskio import BATCH, BatchWriter
+from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace, NotTheModel
 from .httpio import (
     RETRYABLE,
     Retry,
@@ -49,6 +47,7 @@ from .httpio import (
     timeout_for,
 )
 from .partfile import PartFile, Segment, Sidecar
+from .pieces import run_until_done, split
 
 if TYPE_CHECKING:
     from .download import RetryPolicy, Transfer
@@ -57,11 +56,6 @@ log = logging.getLogger(__name__)
 
 #: After this many seconds, the speed of a fresh download decides on more streams.
 _DECIDE_AFTER = 1.0
-#: Pieces per stream in parallel mode, and their size bounds: enough pieces that the streams
-#: stay close together (the contiguous prefix, which is hashed, grows steadily), few enough that
-#: requests cost nothing noticeable.
-_PIECES_PER_STREAM = 8
-_MIN_PIECE, _MAX_PIECE = 64 << 10, 32 << 20
 
 
 class _Interrupted(Exception):
@@ -118,8 +112,13 @@ class Download:
                     part.reset()
                     self.done, self.parallel = 0, False
             digest, size = await part.finish()
+            if self.expected is None or digest != self.expected:
+                check_body(transfer, await part.read_start(SNIFF), size)
         except BaseException as exc:
-            if is_no_space(exc) and not isinstance(exc, NotEnoughSpace):
+            if isinstance(exc, NotTheModel):
+                part.remove()  # never resume from bytes that are not the model
+                raise
+            if diskspace.is_no_space(exc) and not isinstance(exc, NotEnoughSpace):
                 # The disk filled up: give back the space the partial download took (a full
                 # disk breaks everything else too), and say which disk.
                 error = self._no_space("The partial download was deleted")
@@ -132,8 +131,9 @@ class Download:
             part.remove()
             raise ChecksumMismatch(
                 f"the download of {transfer.label} from {transfer.url} is corrupt: expected "
-                f"SHA-256 {self.expected}, got {digest}. The file was deleted, nothing was kept; "
-                "try again, and if it persists the server has a different file."
+                f"SHA-256 {self.expected}, got {digest} ({size:,} bytes, the right size). The "
+                "file was deleted, nothing was kept; try again, and if it persists the server "
+                "has another version of the file."
             )
         await part.commit()
         self.ctx.progress(size, size, message="verified")
@@ -198,7 +198,7 @@ class Download:
         if not decided.is_set():
             background.append(decide_soon)
         try:
-            await _run_until_done(workers, background)
+            await run_until_done(workers, background)
         finally:
             if first is not None and not first.is_closed:  # cancelled before stream 0 began
                 await close(first)
@@ -209,23 +209,14 @@ class Download:
         return self.parallel and ranges and total is not None and total >= policy.parallel_min_size
 
     def _split(self, queue: deque[Segment], received: int, rate: float) -> int:
-        """Decide how many streams fetch the rest of a fresh download, one GET of which has
-        ``received`` bytes so far at ``rate``; cut the rest into pieces for them."""
-        policy, state = self.policy, self.part.state
-        assert state is not None and len(state.segments) == 1
-        whole = state.segments[0]
-        assert whole.end is not None
-        piece = -(-(whole.end - received) // (policy.parallel_streams * _PIECES_PER_STREAM))
-        piece = min(max(piece, _MIN_PIECE), _MAX_PIECE) // ALIGN * ALIGN
-        cut = min(whole.end, (received + piece) // ALIGN * ALIGN)  # the first GET stops here
-        rest = whole.end - cut
-        if rest <= rate * policy.parallel_after:
-            return 1  # one stream finishes soon enough; more would only cost CPU
-        pieces = [Segment(at, min(at + piece, whole.end)) for at in range(cut, whole.end, piece)]
-        whole.end = cut
-        state.segments.extend(pieces)
+        """How many streams fetch the rest of a fresh download (see :func:`.pieces.split`)."""
+        assert self.part.state is not None
+        pieces = split(self.part.state, received, rate, self.policy)
+        if not pieces:
+            return 1
         queue.extend(pieces)
-        streams = min(policy.parallel_streams, len(pieces) + 1)
+        streams = min(self.policy.parallel_streams, len(pieces) + 1)
+        rest = sum(piece.end or 0 for piece in pieces) - sum(piece.start for piece in pieces)
         speed = f"{human_size(rest)} left at {human_size(rate)}/s"
         log.info("%s: %s: using %d connections", self.transfer.label, speed, streams)
         return streams
@@ -242,6 +233,7 @@ class Download:
             except httpx.HTTPError as exc:
                 raise self._error(describe(exc, self.policy)) from exc
             try:
+                await check_answer(response, self.transfer)
                 self._plan(response)
             except BaseException:
                 await close(response)
@@ -253,9 +245,6 @@ class Download:
         headers, transfer = response.headers, self.transfer
         length = headers.get("content-length", "")
         total = int(length) if length.isdigit() else None
-        if total is not None and transfer.size is not None and total != transfer.size:
-            sizes = f"{total} bytes, expected {transfer.size}"
-            log.warning("%s: %s has %s", transfer.label, transfer.url, sizes)
         if total is not None:
             self._check_space(total)
         etag, modified = headers.get("etag"), headers.get("last-modified")
@@ -405,33 +394,8 @@ class Download:
         """``NotEnoughSpace`` naming the disk, its free bytes, and what was done about it."""
         transfer = self.transfer
         folder = Path(transfer.dest).parent
-        message = str(no_space_left(folder, f"downloading {transfer.label}", needed))
+        message = str(diskspace.no_space_left(folder, f"downloading {transfer.label}", needed))
         return NotEnoughSpace(
             f"{message} {done}; the models folder is under IPYJOBS_HOME, which can point to a "
             "larger disk."
         )
-
-
-async def _run_until_done(
-    tasks: list[Callable[[], Awaitable[None]]], background: list[Callable[[], Awaitable[None]]]
-) -> None:
-    """Run ``tasks`` concurrently, with ``background`` tasks that stop once ``tasks`` are done.
-    The first error cancels everything else and is raised as it is (no exception group)."""
-    errors: list[Exception] = []
-
-    async def guarded(task: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await task()
-        except Exception as exc:
-            errors.append(exc)
-            group.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        for task in background:
-            group.start_soon(guarded, task)
-        async with anyio.create_task_group() as workers:
-            for task in tasks:
-                workers.start_soon(guarded, task)
-        group.cancel_scope.cancel()
-    if errors:
-        raise errors[0]

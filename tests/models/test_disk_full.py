@@ -19,8 +19,8 @@ from ipyjobs import JobManager
 from ipyjobs.engine.diskspace import NoSpaceLeft
 from ipyjobs.models import ModelEntry, ModelStore, NotEnoughSpace
 from ipyjobs.models.download import Transfer
-from tests.models.test_download import FAST, FetchJob, leftovers
 from tests.models.jobs import NeedsModel
+from tests.models.test_download import FAST, FetchJob, leftovers
 from tests.support.http_server import LoopbackServer
 
 pytestmark = pytest.mark.anyio

@@ -226,9 +226,7 @@ class _Server(ThreadingHTTPServer):
         # is the one the handler uses; the handshake happens in the handler's thread.
         request, address = super().get_request()
         if self.tls is not None:
-            request = self.tls.wrap_socket(
-                request, server_side=True, do_handshake_on_connect=False
-            )
+            request = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         return request, address
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
