@@ -204,7 +204,7 @@ class ModelStore:
         """The manifest; an unreadable one is set aside (see :meth:`_set_aside`)."""
         path = self.folder / "manifest.json"
         try:
-            text = path.read_text()
+            text = path.read_bytes()
         except FileNotFoundError:
             return {}
         try:
@@ -218,14 +218,14 @@ class ModelStore:
             return self._set_aside(path, text, exc)
         return manifest
 
-    def _set_aside(self, path: Path, text: str, error: ValueError) -> dict[str, dict[str, Any]]:
+    def _set_aside(self, path: Path, text: bytes, error: ValueError) -> dict[str, dict[str, Any]]:
         """Move an unreadable manifest to ``manifest.json.corrupt`` and start an empty one.
         Nothing is lost: a model file still on disk is hashed (not downloaded) when next
         ensured, and recorded again if it is the right file."""
         aside = path.with_name(path.name + ".corrupt")
         with self._manifest_lock:
             try:
-                if path.read_text() == text:  # not already replaced by another process
+                if path.read_bytes() == text:  # not already replaced by another process
                     os.replace(path, aside)
             except FileNotFoundError:
                 pass
