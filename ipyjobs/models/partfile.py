@@ -123,7 +123,10 @@ class Sidecar:
         data = json.loads(text)
         if data.pop("version", None) != _SIDECAR_VERSION:
             raise ValueError("unknown sidecar version")
-        data["segments"] = [Segment(*map(_int_or_none, s)) for s in data["segments"]]
+        data["segments"] = [
+            Segment(int(start), _int_or_none(end), int(done))
+            for start, end, done in data["segments"]
+        ]
         return cls(**data)
 
 

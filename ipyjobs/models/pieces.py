@@ -7,7 +7,7 @@ pieces begin.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -45,7 +45,8 @@ def split(state: Sidecar, received: int, rate: float, policy: RetryPolicy) -> li
 
 
 async def run_until_done(
-    tasks: list[Callable[[], Awaitable[None]]], background: list[Callable[[], Awaitable[None]]]
+    tasks: Sequence[Callable[[], Awaitable[None]]],
+    background: Sequence[Callable[[], Awaitable[None]]],
 ) -> None:
     """Run ``tasks`` concurrently, with ``background`` tasks that stop once ``tasks`` are done.
     The first error cancels everything else and is raised as it is (no exception group)."""

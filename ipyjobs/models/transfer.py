@@ -19,9 +19,11 @@ checkpoint (or anyio cancellation) raises and the caller keeps the partial file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,7 @@ from .httpio import (
     human_size,
     retry_after,
     timeout_for,
+    untrusted_certificate,
 )
 from .partfile import PartFile, Segment, Sidecar
 from .pieces import run_until_done, split
@@ -193,8 +196,8 @@ class Download:
                 while queue:  # one queue for all streams: pieces go out in order
                     await self._fetch_segment(queue.popleft(), None, writer)
 
-        workers = [lambda i=i: stream(i) for i in range(self.policy.parallel_streams)]
-        background = [part.follow_hash, part.keep_synced]
+        workers = [functools.partial(stream, i) for i in range(self.policy.parallel_streams)]
+        background: list[Callable[[], Awaitable[None]]] = [part.follow_hash, part.keep_synced]
         if not decided.is_set():
             background.append(decide_soon)
         try:
@@ -374,6 +377,8 @@ class Download:
         self.failures += 1
         policy, label = self.policy, self.transfer.label
         reason = describe(exc, policy)
+        if untrusted_certificate(exc):
+            raise self._error(reason) from exc
         if self.failures >= policy.attempts:
             raise self._error(f"{reason} (gave up after {self.failures} attempts)") from exc
         delay = backoff_delay(policy, self.failures, getattr(exc, "retry_after", None))

@@ -73,7 +73,7 @@ async def test_disk_full_in_the_store_leaves_nothing_delete_cannot_remove(
     models = store.family_folder("whisper")
     models.rmdir()
     models.symlink_to(small_disk)  # the model files on the small disk, the job store not
-    with pytest.raises(Exception, match="NotEnoughSpace") as error:
+    with pytest.raises(NoSpaceLeft, match="NotEnoughSpace") as error:  # one except for all
         await manager.dispatch(NeedsModel("custom-test"))
     assert f"no space left on {small_disk}" in str(error.value)
     assert "BufferError" not in str(error.value)
