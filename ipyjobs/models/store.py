@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from ..engine import data_home
+from ..engine.diskspace import is_no_space, no_space_left
 from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
 from .diskio import sha256_of
 from .errors import ModelInUse
@@ -249,8 +250,10 @@ class ModelStore:
             try:
                 tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
                 tmp.replace(self.folder / "manifest.json")
-            except BaseException:  # a full disk: the old manifest stays, whole
+            except BaseException as exc:  # the old manifest stays, whole
                 tmp.unlink(missing_ok=True)
+                if is_no_space(exc):
+                    raise no_space_left(self.folder, "updating manifest.json") from exc
                 raise
 
     def record_verified(self, entry: ModelEntry, path: Path, sha256: str, source: str) -> None:

@@ -84,3 +84,21 @@ async def test_disk_full_in_the_store_leaves_nothing_delete_cannot_remove(
     store.delete("custom-test")
     assert leftovers(small_disk / "custom-test.pt") == []
     assert store.info("custom-test").status == "missing"
+
+
+def test_a_full_disk_keeps_the_manifest_whole(small_disk: Path) -> None:
+    store = ModelStore(small_disk)
+    store.system_tessdata = []
+    model = store.target(store.entry("tessdata_fast/deu"))
+    model.write_bytes(b"model")
+    store.record_verified(store.entry("tessdata_fast/deu"), model, "0" * 64, "download")
+    manifest = (store.folder / "manifest.json").read_bytes()
+    with (small_disk / "filler").open("wb") as filler:  # fill the disk to the last byte
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+    with pytest.raises(NoSpaceLeft, match=f"updating manifest.json: no space left on {small_disk}"):
+        store.record_verified(store.entry("tessdata_fast/fra"), model, "1" * 64, "download")
+    assert (store.folder / "manifest.json").read_bytes() == manifest
+    assert not (store.folder / "manifest.json.tmp").exists()
