@@ -132,11 +132,12 @@ class Download:
             raise
         if self.expected is not None and digest != self.expected:
             part.remove()
+            sized = ", the right size" if transfer.size is not None else ""
             raise ChecksumMismatch(
                 f"the download of {transfer.label} from {transfer.url} is corrupt: expected "
-                f"SHA-256 {self.expected}, got {digest} ({size:,} bytes, the right size). The "
-                "file was deleted, nothing was kept; try again, and if it persists the server "
-                "has another version of the file."
+                f"SHA-256 {self.expected}, got {digest} ({size:,} bytes{sized}). The file was "
+                "deleted, nothing was kept; try again, and if it persists the server has "
+                "another version of the file."
             )
         await part.commit()
         self.ctx.progress(size, size, message="verified")
@@ -219,7 +220,7 @@ class Download:
             return 1
         queue.extend(pieces)
         streams = min(self.policy.parallel_streams, len(pieces) + 1)
-        rest = sum(piece.end or 0 for piece in pieces) - sum(piece.start for piece in pieces)
+        rest = sum((piece.end or piece.start) - piece.start for piece in pieces)
         speed = f"{human_size(rest)} left at {human_size(rate)}/s"
         log.info("%s: %s: using %d connections", self.transfer.label, speed, streams)
         return streams
