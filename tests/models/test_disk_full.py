@@ -45,9 +45,17 @@ def assert_names_the_full_disk(error: BaseException, disk: Path) -> None:
     assert isinstance(cause, OSError) and cause.errno == errno.ENOSPC
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])  # the body from the socket, or via h11
 async def test_disk_full_mid_download_without_content_length(
-    manager: JobManager, server: LoopbackServer, small_disk: Path, blob: tuple[Path, str]
+    manager: JobManager,
+    small_disk: Path,
+    blob: tuple[Path, str],
+    scheme: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    server: LoopbackServer = request.getfixturevalue(
+        "server" if scheme == "http" else "https_server"
+    )
     source, sha256 = blob
     url = server.add_file("/blob.bin", source, send_length=False)
     dest = small_disk / "whisper" / "blob.bin"
@@ -93,11 +101,11 @@ def test_a_full_disk_keeps_the_manifest_whole(small_disk: Path) -> None:
     model.write_bytes(b"model")
     store.record_verified(store.entry("tessdata_fast/deu"), model, "0" * 64, "download")
     manifest = (store.folder / "manifest.json").read_bytes()
-    with (small_disk / "filler").open("wb") as filler:  # fill the disk to the last byte
-        with pytest.raises(OSError, match="No space left"):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
+    filler = (small_disk / "filler").open("wb")  # fill the disk to the last byte
+    with filler, pytest.raises(OSError, match="No space left"):
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
     with pytest.raises(NoSpaceLeft, match=f"updating manifest.json: no space left on {small_disk}"):
         store.record_verified(store.entry("tessdata_fast/fra"), model, "1" * 64, "download")
     assert (store.folder / "manifest.json").read_bytes() == manifest

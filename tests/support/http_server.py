@@ -496,7 +496,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class LoopbackServer:
-    """HTTP/1.1 server on 127.0.0.1 (free port) serving real files with injectable faults.
+    """HTTP/1.1 server on 127.0.0.1 (free port) serving real files with injectable faults,
+    over TLS when given a test CA, and redirects to other servers.
 
     Use it as a context manager (or call ``start()`` / ``close()``). ``close()`` returns quickly
     even while clients are mid-stall or mid-transfer: it ends stalls, aborts live connections
