@@ -101,11 +101,10 @@ def test_a_full_disk_keeps_the_manifest_whole(small_disk: Path) -> None:
     model.write_bytes(b"model")
     store.record_verified(store.entry("tessdata_fast/deu"), model, "0" * 64, "download")
     manifest = (store.folder / "manifest.json").read_bytes()
-    filler = (small_disk / "filler").open("wb")  # fill the disk to the last byte
+    filler = (small_disk / "filler").open("wb", buffering=0)  # fill the disk to the last byte
     with filler, pytest.raises(OSError, match="No space left"):
         while True:
-            filler.write(b"\0" * 65536)
-            filler.flush()
+            filler.write(b"\0" * 4096)
     with pytest.raises(NoSpaceLeft, match=f"updating manifest.json: no space left on {small_disk}"):
         store.record_verified(store.entry("tessdata_fast/fra"), model, "1" * 64, "download")
     assert (store.folder / "manifest.json").read_bytes() == manifest
