@@ -59,7 +59,8 @@ def check_body(transfer: Transfer, start: bytes, size: int) -> None:
 def not_the_model(
     transfer: Transfer, kind: str, content_type: str | None, size: int | None, title: str = ""
 ) -> NotTheModel:
-    """ "the server sent an HTML page (text/html, 1,234 bytes, "Sign in") instead of ..."."""
+    """The error saying what was sent: ``the server sent an HTML page (text/html, 1,234 bytes,
+    titled 'Sign in') instead of the model ...``."""
     facts = [content_type] if content_type else []
     facts.append(f"{size:,} bytes" if size is not None else "length not given")
     if title:
