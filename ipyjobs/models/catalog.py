@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .diskio import replace_text
 from .errors import CorruptStoreFile, InvalidModelEntry, UnknownModel
 from .settings import mirror
 
@@ -286,6 +287,4 @@ class Catalog:
     def save_custom(self, path: Path) -> None:
         custom = [asdict(e) for e in self._entries.values() if e.custom]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(custom, indent=1))
-        tmp.replace(path)
+        replace_text(path, json.dumps(custom, indent=1))

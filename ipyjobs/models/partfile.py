@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 
 from ..engine.threads import run_in_thread
-from .diskio import HASH_STEP, DiskFile
+from .diskio import HASH_STEP, DiskFile, replace_text
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def sidecar_path(dest: Path) -> Path:
 
 def partial_files(dest: Path) -> tuple[Path, Path, Path]:
     """Every file a partial download of ``dest`` may leave: the part file, its sidecar, and the
-    sidecar's temporary copy (left if the process died, or the disk filled, while writing it)."""
+    sidecar's temporary copy (:func:`~.diskio.replace_text`; left if the process died while
+    writing it)."""
     sidecar = sidecar_path(dest)
     return part_path(dest), sidecar, sidecar.with_name(sidecar.name + ".tmp")
 
@@ -220,7 +221,7 @@ class PartFile:
             self.file.truncate(state.total)
         self.state = state
         self._forget_bytes()
-        self._save_sidecar(state.to_json())
+        replace_text(self.sidecar, state.to_json())
 
     def reset(self) -> None:
         """Forget everything received: the next pass starts from byte 0."""
@@ -317,23 +318,12 @@ class PartFile:
 
     def _sync_blocking(self, text: str) -> None:
         self.file.sync()
-        self._save_sidecar(text)
+        replace_text(self.sidecar, text)
         # Synced and hashed bytes are not needed in memory: dropping what the page cache holds
         # of them keeps a multi-GB download from pushing out everything else.
         hashed = self._hashed
         self.file.drop_cache(self._dropped, hashed)
         self._dropped = max(self._dropped, hashed)
-
-    def _save_sidecar(self, text: str) -> None:
-        """Replace the sidecar atomically: a crash or a full disk leaves the old one whole,
-        and no temporary copy behind."""
-        temporary = partial_files(self.dest)[2]
-        try:
-            temporary.write_text(text)
-            os.replace(temporary, self.sidecar)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
 
     # -- the end -------------------------------------------------------------------------------
 

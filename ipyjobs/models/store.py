@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from ..engine import data_home
-from ..engine.diskspace import is_no_space, no_space_left
 from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
-from .diskio import sha256_of
+from .diskio import replace_text, sha256_of
 from .errors import ModelInUse
 from .partfile import partial_files
 
@@ -246,15 +245,9 @@ class ModelStore:
                 manifest.pop(entry_id, None)
             else:
                 manifest[entry_id] = record
-            tmp = self.folder / "manifest.json.tmp"
-            try:
-                tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-                tmp.replace(self.folder / "manifest.json")
-            except BaseException as exc:  # the old manifest stays, whole
-                tmp.unlink(missing_ok=True)
-                if is_no_space(exc):
-                    raise no_space_left(self.folder, "updating manifest.json") from exc
-                raise
+            replace_text(
+                self.folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True)
+            )
 
     def record_verified(self, entry: ModelEntry, path: Path, sha256: str, source: str) -> None:
         """Vouch for ``path`` as ``entry`` (its hash was just computed)."""

@@ -105,7 +105,7 @@ def test_a_full_disk_keeps_the_manifest_whole(small_disk: Path) -> None:
     with filler, pytest.raises(OSError, match="No space left"):
         while True:
             filler.write(b"\0" * 4096)
-    with pytest.raises(NoSpaceLeft, match=f"updating manifest.json: no space left on {small_disk}"):
+    with pytest.raises(NoSpaceLeft, match=f"writing manifest.json: no space left on {small_disk}"):
         store.record_verified(store.entry("tessdata_fast/fra"), model, "1" * 64, "download")
     assert (store.folder / "manifest.json").read_bytes() == manifest
     assert not (store.folder / "manifest.json.tmp").exists()
