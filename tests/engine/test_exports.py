@@ -7,10 +7,12 @@ import ipyjobs.engine
 
 ENGINE = {
     "Cancelled",
+    "Executor",
     "Intent",
     "InterruptToken",
     "InvalidTransition",
     "ItemError",
+    "ItemFailed",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -21,7 +23,9 @@ ENGINE = {
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "LocalExecutor",
     "ManagerClosed",
+    "MapResults",
     "NotResumable",
     "ProgressSnapshot",
     "UnknownJobKind",
@@ -31,6 +35,7 @@ ENGINE = {
     "job_class",
     "jobs",
     "registered_kinds",
+    "track",
 }
 
 
@@ -49,7 +54,7 @@ def test_package_exports_the_engine_and_nothing_else() -> None:
     for name in ENGINE:
         assert getattr(ipyjobs, name) is getattr(ipyjobs.engine, name)
     # What a star import does not give, but the package still holds: its subpackages.
-    subpackages = {"engine", "media", "models", "widgets", "demo"}
+    subpackages = {"engine", "media", "models", "scale", "widgets", "demo"}
     assert public(ipyjobs) - ENGINE <= subpackages
 
 
