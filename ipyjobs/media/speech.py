@@ -24,7 +24,7 @@ from ..engine import Job, JobContext
 from ..models import ModelStore, ensure_model
 from .audio import SAMPLE_RATE, load_audio
 from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 from .outputs import Staging, already_done, process_file
 from .whisper_runtime import default_device, language_code, load_model, reporting_frames
 
@@ -55,7 +55,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
     resumable = True
     group = "transcribe"
-    executor: ClassVar[Executor] = LocalExecutor(workers=1)
+    #: Where per-file work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
+    executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
     model: str = "base"
@@ -129,7 +130,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
             work = partial(_transcribe_file, model_path, device, entry.name, file,
                            self.formats, options, on_frames)  # fmt: skip
-            outcome = await run_file(ctx, self.executor, file, process_file,
+            outcome = await run_file(ctx, self.executor or ctx.manager.executor, file, process_file,
                                      file, stem, stamp, self.formats, work, wait)  # fmt: skip
             if outcome.status == "busy":
                 busy.append(index)

@@ -4,11 +4,13 @@ from .catalog import FAMILIES, TESSDATA_BEST, TESSDATA_FAST, WHISPER, ModelEntry
 from .ensure import DownloadModel, VerifyModel, ensure_model, ensure_tessdata
 from .errors import (
     ChecksumMismatch,
+    CorruptStoreFile,
     DownloadError,
     InvalidModelEntry,
     ModelError,
     ModelInUse,
     NotEnoughSpace,
+    NotTheModel,
     OfflineError,
     UnknownModel,
 )
@@ -20,6 +22,7 @@ __all__ = [
     "TESSDATA_FAST",
     "WHISPER",
     "ChecksumMismatch",
+    "CorruptStoreFile",
     "DownloadError",
     "DownloadModel",
     "InvalidModelEntry",
@@ -29,6 +32,7 @@ __all__ = [
     "ModelInfo",
     "ModelStore",
     "NotEnoughSpace",
+    "NotTheModel",
     "OfflineError",
     "UnknownModel",
     "VerifyModel",
