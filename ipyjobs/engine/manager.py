@@ -68,14 +68,8 @@ class JobManager:
         self.session = uuid.uuid4().hex
         self.store = JobStore(self.home / "jobs", self.session) if persist else None
         self._recorder = Recorder(self.store, self.session, store_interval)
-        self.interrupted_at_start: list[str] = []
-        if self.store is not None and self._recorder.writer is not None:
-            self.interrupted_at_start = self.store.find_orphans()
-            now = time.time()
-            history = [
-                (i, now, "interrupted", "its process ended") for i in self.interrupted_at_start
-            ]
-            self._recorder.writer.submit([], history, self.interrupted_at_start)
+        self._orphans: set[str] = set()
+        self.interrupted_at_start: list[str] = self.interrupt_orphans()
         self._limiters = {group: PriorityLimiter(n) for group, n in (limits or {}).items()}
         self._tick = tick
         self._handles: dict[str, JobHandle] = {}
@@ -89,6 +83,24 @@ class JobManager:
         self._home = HomeLoop()
         self.executor: Executor = executor_from_environment()
         """Where jobs run their blocking work (files, ``map`` calls): see :meth:`use_dask`."""
+
+    def interrupt_orphans(self) -> list[str]:
+        """Mark interrupted the active jobs of other sessions whose process is gone; return the
+        ones newly found.
+
+        Done at start, and again by whoever shows history: a reloaded Voila page starts its new
+        kernel before the old one has ended, so the start-time look misses the old kernel's
+        jobs. It reads the store (WAL: never waits for a writer); the marking goes through the
+        writer thread, so the records say so a moment later."""
+        writer = self._recorder.writer
+        if self.store is None or writer is None:
+            return []
+        found = [i for i in self.store.find_orphans() if i not in self._orphans]
+        if found:
+            self._orphans.update(found)
+            now = time.time()
+            writer.submit([], [(i, now, "interrupted", "its process ended") for i in found], found)
+        return found
 
     @property
     def bus(self) -> events.EventBus:

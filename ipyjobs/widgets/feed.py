@@ -159,9 +159,7 @@ class Feed:
 
         Jobs of a kernel that ended after this one started (a reloaded Voila page shuts the
         old kernel down while the new one starts) are marked interrupted here first."""
-        store = getattr(self.manager, "store", None)
-        if store is not None:
-            store.mark_orphans_interrupted()
+        self.manager.interrupt_orphans()
         records = self.records("interrupted", 1000)
         return [r.id for r in records if r.parent_id is None and rowdata.resumable(r.kind)]
 
