@@ -6,8 +6,9 @@ the tokenizer and vocabulary from openai-whisper's ``tiktoken`` assets
 faster-whisper then computes in whatever ``compute_type`` it is asked for (float32 gives
 openai-whisper's transcripts exactly; int8 is quantized when the model loads).
 
-Folder contents (:data:`FILES`): ``model.bin`` and ``config.json`` (CTranslate2's), ``vocabulary.json``,
-``tokenizer.json`` and ``preprocessor_config.json`` (what faster-whisper's feature extractor reads).
+Folder contents (``catalog.CONVERTED_FILES``): ``model.bin`` and ``config.json`` (CTranslate2's),
+``vocabulary.json``, ``tokenizer.json``, and ``preprocessor_config.json`` (what faster-whisper's
+feature extractor reads).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .catalog import CONVERTED_FILES
 from .whisper_tokenizer import build_tokenizer_json, vocabulary
 
-FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json",
-         "preprocessor_config.json")  # fmt: skip
 #: Reported to ``check`` between conversion steps (so cancel and pause act there).
-STEPS = ("reading the checkpoint", "mapping the weights", "writing model.bin", "writing the tokenizer")
+STEPS = ("reading the checkpoint", "mapping the weights", "writing model.bin",
+         "writing the tokenizer")  # fmt: skip
 
 
 def _multilingual(dims: dict[str, int]) -> tuple[bool, int]:
@@ -156,6 +157,6 @@ def convert_checkpoint(
         "chunk_length": 30, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000,
     }  # fmt: skip
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1))
-    missing = [f for f in FILES if not (folder / f).is_file()]
+    missing = [f for f in CONVERTED_FILES if not (folder / f).is_file()]
     if missing:
         raise RuntimeError(f"conversion of {checkpoint} did not write {missing} into {folder}")
