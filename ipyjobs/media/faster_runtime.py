@@ -11,6 +11,7 @@ of the last segment over the file's duration.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,11 +105,11 @@ def transcribe(
     if batch_size is None:
         segments, info = model.transcribe(audio, **options)
     else:
-        if not options.get("vad_filter"):
-            step = CHUNK_SECONDS * SAMPLE_RATE
+        if not options.get("vad_filter"):  # the pipeline then needs the windows, in seconds
+            seconds = len(audio) / SAMPLE_RATE
             options["clip_timestamps"] = [
-                {"start": start, "end": min(start + step, len(audio))}
-                for start in range(0, len(audio), step)
+                {"start": start, "end": min(start + CHUNK_SECONDS, seconds)}
+                for start in range(0, math.ceil(seconds), CHUNK_SECONDS)
             ]
         pipeline = BatchedInferencePipeline(model)
         segments, info = pipeline.transcribe(audio, batch_size=batch_size, **options)
