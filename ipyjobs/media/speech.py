@@ -141,8 +141,9 @@ class TranscribeJob(Job, kind="media.transcribe"):
             options.update(beam_size=self.beam_size or 1, vad_filter=self.vad,
                            batch_size=self.batch_size)  # fmt: skip
         else:
-            options.update(fp16=device == "cuda",  # CPUs compute in float32 anyway
-                           verbose=False)  # shows whisper's progress bar, which reports to us
+            # fp16 only on a GPU (CPUs compute in float32 anyway); verbose=False shows whisper's
+            # progress bar, which reports to the job
+            options.update(fp16=device == "cuda", verbose=False)
             if self.beam_size is not None:
                 options["beam_size"] = self.beam_size
         if self.temperature is not None:

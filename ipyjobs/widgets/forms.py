@@ -11,8 +11,8 @@ import ipywidgets as widgets
 
 from ..engine import Job, JobHandle, JobManager, jobs
 from ..media.ocr import OcrJob
+from ..media.speech import BACKENDS, TranscribeJob
 from ..media.speech import FORMATS as SPEECH_FORMATS
-from ..media.speech import TranscribeJob
 from ..media.tesseract import FORMATS as OCR_FORMATS
 from ..models import ModelError, ModelStore
 from ..models.catalog import WHISPER
@@ -68,11 +68,16 @@ class TranscribeForm(LaunchForm):
                                       value="base" if "base" in models else models[0])  # fmt: skip
         self.language = widgets.Dropdown(description="Language", options=LANGUAGES, value=None)
         self.task = widgets.ToggleButtons(description="Task", options=["transcribe", "translate"])
+        self.backend = widgets.Dropdown(description="Engine", options=BACKENDS, value="auto")
+        self.vad = widgets.Checkbox(description="Skip silence (VAD, faster-whisper)")
+        # 0: one 30-second window after the other; more: faster-whisper's batched pipeline
+        self.batch_size = widgets.BoundedIntText(description="Batch size", value=0, max=64)
         self.formats = widgets.SelectMultiple(description="Outputs", options=SPEECH_FORMATS,
                                               value=("txt", "srt", "vtt"))  # fmt: skip
         self.output_dir = widgets.Text(description="Output to", placeholder="next to each file",
                                        layout=_wide())  # fmt: skip
-        fields = [self.path, self.model, self.language, self.task, self.formats, self.output_dir]
+        fields = [self.path, self.model, self.language, self.task, self.backend, self.vad,
+                  self.batch_size, self.formats, self.output_dir]  # fmt: skip
         super().__init__(fields, manager)
 
     def build(self) -> TranscribeJob:
@@ -83,6 +88,9 @@ class TranscribeForm(LaunchForm):
             model=self.model.value,
             language=self.language.value,
             task=self.task.value,
+            backend=self.backend.value,
+            vad=self.vad.value,
+            batch_size=self.batch_size.value or None,
             formats=list(self.formats.value),
             output_dir=self.output_dir.value.strip() or None,
         )
