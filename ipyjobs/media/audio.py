@@ -1,28 +1,30 @@
-"""Audio decoding shared by both speech engines: the ffmpeg binary, as openai-whisper does it.
+"""Decoding audio with the ffmpeg program, as openai-whisper does, but as a job's child.
 
-Both engines get the very same samples (so their transcripts can be compared) and an unreadable
-file fails the same way, with ffmpeg's own words, whichever engine runs.
+``whisper.load_audio`` runs ffmpeg with ``subprocess.run``: a cancel cannot stop it, it
+survives a killed kernel, and a failure raises ~2,000 characters of ffmpeg's banner and stream
+list before the reason. :func:`load_audio` runs the same decoding through
+:func:`.children.run` (killed on cancel, dies with the kernel) and fails with
+:class:`.causes.FileFailed`: ffmpeg's meaningful line, the whole stderr for the log.
 """
 
 from __future__ import annotations
 
-import subprocess
+from pathlib import Path
 
 import numpy as np
+
+from . import children
+from .causes import FileFailed, ffmpeg_cause
 
 SAMPLE_RATE = 16_000
 
 
-def load_audio(file: str) -> np.ndarray:
-    """Decode ``file`` to 16 kHz mono float32 samples in [-1, 1].
-
-    Raises ``RuntimeError("Failed to load audio: <ffmpeg's stderr>")`` when ffmpeg cannot read
-    it (the message openai-whisper gives). Runs to the end once started: cancel acts after it.
-    """
-    command = ["ffmpeg", "-nostdin", "-threads", "0", "-i", file, "-f", "s16le", "-ac", "1",
-               "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-"]  # fmt: skip
-    try:
-        out = subprocess.run(command, capture_output=True, check=True).stdout
-    except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"Failed to load audio: {exc.stderr.decode(errors='replace')}") from exc
-    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
+def load_audio(file: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples in [-1, 1) at ``sample_rate`` (whisper's own conversion)."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-threads", "0", "-i", str(file), "-f", "s16le",
+            "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]  # fmt: skip
+    process = children.run(args)
+    if process.returncode:
+        stderr = process.stderr.decode("utf-8", "replace")
+        raise FileFailed(f"Failed to load audio: {ffmpeg_cause(stderr, file)}", stderr)
+    return np.frombuffer(process.stdout, np.int16).flatten().astype(np.float32) / 32768.0

@@ -12,23 +12,22 @@ the same settings, so an interrupted or cancelled job continues where it stopped
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
 
 from ..engine import Job, JobCancelled, JobContext, current_token
-from ..engine.handle import error_text
 from ..models import ModelStore, ensure_tessdata
 from . import tesseract
-from .batch import DoneMarker, discover, fingerprint, output_stems
+from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
+from .causes import FileFailed, check_space, tesseract_cause
 from .executor import Executor, LocalExecutor
+from .outputs import FileOutcome, Staging, already_done, process_file
 
 #: Image types searched for in folders (files named explicitly are always taken).
 EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
@@ -55,71 +54,43 @@ class FileTask:
     oem: int | None
 
 
-@dataclass(frozen=True)
-class FileResult:
-    outputs: list[str]
-    error: str | None = None
+def ocr_file(task: FileTask, wait: bool = False) -> FileOutcome:
+    """OCR one image (in a worker thread): tesseract writes into the file's staging folder
+    beside the outputs, which are then committed with the done-marker (:mod:`.outputs`).
 
-
-def output_file(stem: Path, fmt: str) -> Path:
-    return stem.with_name(f"{stem.name}.{fmt}")
-
-
-def ocr_file(task: FileTask) -> FileResult:
-    """OCR one image: tesseract writes into a hidden temporary folder beside the outputs; on
-    success each output is moved into place (``os.replace``), then the done-marker is written.
-
-    A failure returns tesseract's message and leaves no output. On cancel (``JobCancelled``
-    from the running process) the temporary folder is removed as well.
+    A failure returns tesseract's meaningful line and leaves no output. On cancel
+    (``JobCancelled`` from the running process) the staging folder is removed as well.
+    ``wait``: wait for another job's claim on the file rather than return ``busy``.
     """
-    try:
-        if not tesseract.is_image(task.image):
-            return FileResult([], NOT_AN_IMAGE)
-        task.stem.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{task.stem.name}.", suffix=".ocr", dir=task.stem.parent)
-    except OSError as exc:  # unreadable image, output folder not writable...
-        return FileResult([], error_text(exc))
-    try:
-        base = Path(tmp) / "out"
-        args = tesseract.command(
-            task.image,
-            base,
-            tessdata=task.tessdata,
-            languages=task.languages,
-            formats=task.formats,
-            psm=task.psm,
-            oem=task.oem,
-        )
-        started = time.monotonic()
-        process = tesseract.run(args)
-        seconds = time.monotonic() - started
-        written = {fmt: output_file(base, fmt) for fmt in task.formats}
-        missing = [fmt for fmt, path in written.items() if not path.is_file()]
-        if process.returncode or missing:
-            message = tesseract.error_message(process.stderr)
-            if not process.returncode:
-                message = f"tesseract wrote no {', '.join(missing)} output: {message}"
-            return FileResult([], message)
-        outputs = []
-        for fmt, path in written.items():
-            target = output_file(task.stem, fmt)
-            os.replace(path, target)
-            outputs.append(target)
-        details = {"image": str(task.image), "pages": task.pages, "seconds": round(seconds, 3)}
-        DoneMarker(task.stem, task.fingerprint).write(outputs, details)
-        return FileResult([str(p) for p in outputs])
-    except OSError as exc:
-        return FileResult([], error_text(exc))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return process_file(task.image, task.stem, task.fingerprint, task.formats,
+                        partial(_ocr_into, task), wait)  # fmt: skip
 
 
-def _as_names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else list(value)
-    names = tuple(dict.fromkeys(str(v).strip().lower().lstrip(".") for v in items))
-    if not names or "" in names:
-        raise ValueError(f"{what} must name at least one value, got {value!r}")
-    return names
+def _ocr_into(task: FileTask, staging: Staging) -> dict[str, Any]:
+    if not tesseract.is_image(task.image):
+        raise FileFailed(NOT_AN_IMAGE)
+    args = tesseract.command(
+        task.image,
+        staging.base,
+        tessdata=task.tessdata,
+        languages=task.languages,
+        formats=task.formats,
+        psm=task.psm,
+        oem=task.oem,
+    )
+    started = time.monotonic()
+    process = tesseract.run(args)
+    seconds = time.monotonic() - started
+    missing = [fmt for fmt in task.formats if not staging.output(fmt).is_file()]
+    if process.returncode or missing:
+        cause = tesseract_cause(process.stderr)
+        if cause is None:  # only chatter: a full disk says nothing else
+            check_space(staging.folder, f"outputs of {task.image.name}")
+            cause = f"tesseract failed (exit status {process.returncode}) without a reason"
+        if not process.returncode:
+            cause = f"tesseract wrote no {', '.join(missing)} output: {cause}"
+        raise FileFailed(cause, process.stderr)
+    return {"image": str(task.image), "pages": task.pages, "seconds": round(seconds, 3)}
 
 
 @dataclass
@@ -131,8 +102,14 @@ class OcrJob(Job, kind="media.ocr"):
     downloaded as shared child jobs. A file tesseract cannot read is reported with
     ``ctx.item_failed`` and the job goes on (it completes with ``error_count > 0``).
 
+    Each file's outputs are committed with its done-marker, or none is left (:mod:`.outputs`);
+    any error of one file (a full disk, a name too long, ...) fails that file only, with its
+    cause in one line. A file another kernel is working on is left to it (per-file claim) and
+    looked at again at the end. Inputs, formats and languages are checked before any download.
+
     Cancel: running tesseract processes are killed and reaped within about 50 ms, their
-    temporary outputs removed; files finished before keep their outputs. Pause: no new file is
+    temporary outputs removed; files finished before keep their outputs. A killed kernel takes
+    its tesseract processes with it; the next run removes what it left. Pause: no new file is
     started, the running ones finish, then the job waits. Running the job again, or
     ``manager.resume(job_id)`` after an interruption, skips the finished files.
 
@@ -166,21 +143,10 @@ class OcrJob(Job, kind="media.ocr"):
     """Files processed at once; ``None``: the executor's size (``os.cpu_count()`` locally)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.inputs, (str, os.PathLike)):
-            self.inputs = os.fspath(self.inputs)
-        else:
-            self.inputs = [os.fspath(p) for p in self.inputs]
-            if not self.inputs:
-                raise ValueError("inputs is empty: give an image file or folder")
+        self.inputs = as_inputs(self.inputs)
         self.output_dir = None if self.output_dir is None else os.fspath(self.output_dir)
-        self.formats = _as_names(self.formats, "formats")
-        unknown = [f for f in self.formats if f not in tesseract.FORMATS]
-        if unknown:
-            raise ValueError(
-                f"unknown OCR output format(s) {', '.join(map(repr, unknown))}: valid formats "
-                f"are {', '.join(tesseract.FORMATS)}"
-            )
-        self.extensions = _as_names(self.extensions, "extensions")
+        self.formats = as_names(self.formats, "formats", tesseract.FORMATS)
+        self.extensions = as_names(self.extensions, "extensions")
         codes = [code.strip() for code in self.languages.split("+")]
         if not all(codes):
             raise ValueError(f"languages must be codes joined by '+', got {self.languages!r}")
@@ -207,9 +173,10 @@ class OcrJob(Job, kind="media.ocr"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         version = await ctx.run_sync(tesseract.tesseract_version)  # fails first if it is missing
-        files = await ctx.run_sync(discover, self._paths, self.extensions)
-        folder = await ensure_tessdata(ctx, self.languages, self.variant)
+        files = await find_inputs(ctx, self._paths, self.extensions, "image")
         store = ModelStore.at(ctx.manager.home)
+        self._check_languages(store)
+        folder = await ensure_tessdata(ctx, self.languages, self.variant)
         with ExitStack() as using:  # the language data cannot be deleted meanwhile
             for code in self.languages.split("+"):
                 using.enter_context(store.using(store.catalog.tessdata(code, self.variant)))
@@ -230,6 +197,17 @@ class OcrJob(Job, kind="media.ocr"):
             f"{result['skipped']} skipped, in {result['seconds']:.1f} s"
         )
         return result
+
+    def _check_languages(self, store: ModelStore) -> None:
+        """Unknown language codes are refused with the valid ones, before any download."""
+        prefix = f"tessdata_{self.variant}/"
+        known = sorted(n[len(prefix) :] for n in store.catalog.names() if n.startswith(prefix))
+        unknown = [code for code in self.languages.split("+") if code not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown Tesseract language {', '.join(map(repr, unknown))}: valid codes "
+                f"({self.variant}) are {', '.join(known)}"
+            )
 
     def _plan(
         self, files: list[Path], folder: Path, settings: dict[str, Any]
@@ -257,7 +235,7 @@ class OcrJob(Job, kind="media.ocr"):
                 self.psm,
                 self.oem,
             )
-            done = DoneMarker(stem, task.fingerprint).is_done()
+            done = already_done(stem, task.fingerprint)
             (skipped if done else todo).append(task)
         return todo, skipped
 
@@ -274,32 +252,34 @@ class OcrJob(Job, kind="media.ocr"):
         if skipped:
             ctx.log(f"{len(skipped)} files already done with these settings: skipped")
 
-        async def one(task: FileTask) -> None:
+        busy: list[FileTask] = []
+
+        async def one(task: FileTask, wait: bool) -> None:
             nonlocal progressed
             try:
-                result = await executor.run(ctx, ocr_file, task)
+                outcome = await run_file(ctx, executor, task.image, ocr_file, task, wait)
             except JobCancelled:
                 return  # the job is being cancelled; the checkpoint below raises it once
-            except Exception as exc:  # the executor's own failure: this file is not done
-                result = FileResult([], error_text(exc))
             finally:
                 slots.release()
-            if result.error is None:
-                counts["done"] += 1
+            if outcome.status == "busy":
+                busy.append(task)
+                return
+            counts[outcome.status] += 1
+            if outcome.status == "done":
                 counts["pages"] += task.pages
-                outputs.extend(result.outputs)
-            else:
-                counts["failed"] += 1
-                ctx.item_failed(task.image, result.error)
+                outputs.extend(outcome.outputs)
             progressed += task.pages
             ctx.progress(progressed, total)
 
         slots = anyio.Semaphore(size)
-        async with anyio.create_task_group() as tg:
-            for task in todo:
-                await _take_slot(ctx, slots, size)
-                ctx.progress(item=task.image.name)
-                tg.start_soon(one, task)
+        # Then the files another job held: wait for each, and do it if it is still not done.
+        for batch, wait in ((todo, False), (busy, True)):
+            async with anyio.create_task_group() as tg:
+                for task in list(batch):
+                    await _take_slot(ctx, slots, size)
+                    ctx.progress(item=task.image.name)
+                    tg.start_soon(one, task, wait)
         await ctx.checkpoint()
         return {**counts, "outputs": outputs}
 

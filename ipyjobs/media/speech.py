@@ -1,30 +1,36 @@
 """The speech-to-text job: openai-whisper or faster-whisper over a file, a list or a folder.
 
-Phases: make sure the model is on disk (``ensure_model``; a download shows nested under the
-job; for faster-whisper ``ensure_converted``, a conversion of the same checkpoint nested the same
-way), find the files, then transcribe them one at a time in a worker thread, with progress and
-interrupt checks inside each file (:mod:`.whisper_runtime`, :mod:`.faster_runtime`). Outputs are
-written with whisper's own writers, atomically; a file whose outputs exist for the same model,
-engine and options is skipped, so an interrupted job resumes where it stopped.
+Phases: find the files and check the language (a typo never costs a download), make sure the
+model is on disk (``ensure_model``; a download shows nested under the job; for faster-whisper
+``ensure_converted``, a conversion of the same checkpoint nested the same way), then transcribe
+the files one at a time in a worker thread, with progress and interrupt checks inside each file
+(:mod:`.whisper_runtime`, :mod:`.faster_runtime`). Each file's outputs are written with
+whisper's own writers and committed with its done-marker (:mod:`.outputs`): a file whose outputs
+exist for the same model, engine and options is skipped, so an interrupted job resumes where it
+stopped, and a file another kernel is working on is left to it. Any error of one file fails that
+file only.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..engine import Job, JobContext
-from ..engine.handle import error_text
 from ..models import ModelStore, ensure_converted, ensure_model
 from . import faster_runtime, whisper_runtime
 from .audio import SAMPLE_RATE, load_audio
-from .batch import DoneMarker, atomic_path, discover, fingerprint, output_stems
+from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
 from .executor import Executor, LocalExecutor
+from .outputs import Staging, already_done, process_file
+from .whisper_runtime import language_code
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +99,10 @@ class TranscribeJob(Job, kind="media.transcribe"):
     files); ``None`` decodes one 30-second window after the other, as openai-whisper does."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.formats) - set(FORMATS))
-        if unknown:
-            raise ValueError(f"unknown output format(s) {unknown}: choose from {list(FORMATS)}")
+        self.inputs = as_inputs(self.inputs)
+        self.output_dir = None if self.output_dir is None else os.fspath(self.output_dir)
+        self.formats = list(as_names(self.formats, "formats", FORMATS))
+        self.extensions = list(as_names(self.extensions, "extensions"))
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if self.backend not in BACKENDS:
@@ -129,11 +136,11 @@ class TranscribeJob(Job, kind="media.transcribe"):
         shown = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
         return f"Transcribe {shown}"
 
-    def _decode_options(self, engine: str, device: str) -> dict[str, Any]:
+    def _decode_options(self, engine: str, device: str, language: str | None) -> dict[str, Any]:
         """The engine's ``transcribe`` keywords. Both decode greedily unless ``beam_size`` is
         given (faster-whisper's own default would be a beam of 5)."""
         options: dict[str, Any] = {
-            "language": self.language,
+            "language": language,
             "task": self.task,
             "word_timestamps": self.word_timestamps,
         }
@@ -166,47 +173,59 @@ class TranscribeJob(Job, kind="media.transcribe"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         require_ffmpeg()
         started = time.monotonic()
+        # Everything a typo could break is checked before a model download is spent on it.
+        files = await find_inputs(ctx, self.inputs, self.extensions, "audio or video")
+        language = await ctx.run_sync(language_code, self.language)
         engine = self.engine
         model_path, device, load_with = await self._engine_model(ctx, engine)
+        runtime = faster_runtime if engine == "faster-whisper" else whisper_runtime
         entry = ModelStore.at(ctx.manager.home).entry(self.model)
-        files = discover(self.inputs, self.extensions)
         output_dir = Path(self.output_dir) if self.output_dir else None
-        options = self._decode_options(engine, device)
+        options = self._decode_options(engine, device, language)
         compute = {"compute_type": load_with} if engine == "faster-whisper" else {}
         settings = {"model": entry.id, "sha256": entry.sha256, "formats": self.formats,
                     "backend": engine, **compute, **options}  # fmt: skip
+        # a model that cannot load fails the job, not each file
+        await ctx.run_sync(runtime.load_model, model_path, device, load_with)
         how = f"{engine}, {load_with}" if compute else engine
         ctx.log(f"{len(files)} file(s) to transcribe with {entry.label} on {device} ({how})")
         summary: dict[str, Any] = {"done": 0, "failed": 0, "skipped": 0, "audio_seconds": 0.0,
                                    "backend": engine, **compute}  # fmt: skip
         outputs: list[str] = []
         stems = output_stems(files, output_dir, self.inputs)
-        for index, (file, stem) in enumerate(zip(files, stems, strict=True)):
-            await ctx.checkpoint()
-            marker = DoneMarker(stem, fingerprint(settings))
-            if marker.is_done():
-                summary["skipped"] += 1
-                ctx.progress(index + 1, len(files), item=file.name, unit="files")
-                continue
+        busy: list[int] = []
+        stamp = fingerprint(settings)
+
+        async def one(index: int, wait: bool) -> None:
+            file, stem = files[index], stems[index]
             ctx.progress(index, len(files), item=file.name, unit="files")
 
-            def on_progress(done: float, total: float, index: int = index) -> None:
+            def on_progress(done: float, total: float) -> None:
                 ctx.progress(index + (min(done / total, 1.0) if total else 0), len(files))
 
-            try:
-                written, seconds = await self.executor.run(
-                    ctx, _transcribe_file, engine, model_path, device, load_with, file, stem,
-                    self.formats, options, on_progress,
-                )  # fmt: skip
-            except RuntimeError as exc:  # whisper reports ffmpeg's error text this way
-                ctx.item_failed(file, error_text(exc))
-                summary["failed"] += 1
-                continue
-            marker.write(written, {"file": str(file), "audio_seconds": seconds})
-            outputs.extend(str(p) for p in written)
-            summary["done"] += 1
-            summary["audio_seconds"] += seconds
+            work = partial(_transcribe_file, engine, model_path, device, load_with, file,
+                           self.formats, options, on_progress)  # fmt: skip
+            outcome = await run_file(ctx, self.executor, file, process_file,
+                                     file, stem, stamp, self.formats, work, wait)  # fmt: skip
+            if outcome.status == "busy":
+                busy.append(index)
+                return
+            if outcome.status == "done":
+                outputs.extend(outcome.outputs)
+                summary["audio_seconds"] += outcome.details["audio_seconds"]
+            summary[outcome.status] += 1
             ctx.progress(index + 1, len(files))
+
+        for index, stem in enumerate(stems):
+            await ctx.checkpoint()
+            if await ctx.run_sync(already_done, stem, stamp):
+                summary["skipped"] += 1
+                ctx.progress(index + 1, len(files), item=files[index].name, unit="files")
+                continue
+            await one(index, wait=False)
+        for index in list(busy):  # held by another job: wait for its claim, then see
+            await ctx.checkpoint()
+            await one(index, wait=True)
         processing = time.monotonic() - started
         audio = summary["audio_seconds"]
         return {
@@ -224,28 +243,25 @@ def _transcribe_file(
     device: str,
     load_with: str,
     file: Path,
-    stem: Path,
     formats: list[str],
     options: dict[str, Any],
     on_progress: Any,
-) -> tuple[list[Path], float]:
-    """One file, in a worker thread: decode, transcribe, write each format atomically.
+    staging: Staging,
+) -> dict[str, Any]:
+    """One file, in a worker thread: decode, transcribe, write each format into ``staging``
+    (committed with the done-marker by :func:`.outputs.process_file`).
 
     ``load_with`` is the alignment-heads name for openai-whisper, the compute type for
-    faster-whisper. On cancel nothing is written (the runtimes raise before the writers run).
-    """
+    faster-whisper. On cancel nothing is committed (the runtimes raise before the writers)."""
     from whisper.utils import get_writer
 
-    audio = load_audio(str(file))  # RuntimeError with ffmpeg's stderr if unreadable
+    audio = load_audio(file)  # FileFailed with ffmpeg's reason if unreadable
     runtime = faster_runtime if engine == "faster-whisper" else whisper_runtime
     result = runtime.transcribe(model_path, device, load_with, audio, options, on_progress)
-    written = []
     writer_options = {"highlight_words": False, "max_line_width": None,
                       "max_line_count": None, "max_words_per_line": None}  # fmt: skip
     for fmt in formats:
-        target = stem.with_name(f"{stem.name}.{fmt}")
-        writer = get_writer(fmt, str(target.parent))
-        with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        writer = get_writer(fmt, str(staging.folder))
+        with open(staging.output(fmt), "w", encoding="utf-8") as out:
             writer.write_result(result, file=out, options=writer_options)
-        written.append(target)
-    return written, len(audio) / SAMPLE_RATE
+    return {"file": str(file), "audio_seconds": len(audio) / SAMPLE_RATE}

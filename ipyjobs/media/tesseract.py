@@ -1,8 +1,9 @@
 """Running the ``tesseract`` program: finding it, checking inputs, and one interruptible run.
 
 The OCR job calls the binary itself (rather than ``pytesseract.image_to_string``) so that every
-output format comes from one run, and so that a cancel can kill the process: :func:`run` polls
-the job's interrupt token while tesseract works and kills (and reaps) the process on cancel.
+output format comes from one run, and so that a cancel can kill the process: :func:`run` goes
+through :func:`.children.run`, which kills (and reaps) the process on cancel and makes it die
+with the kernel.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..engine import current_token
+from . import children
 
 #: Output formats, each a config file in the tessdata folder's ``configs/``.
 FORMATS = ("txt", "hocr", "tsv", "pdf")
-#: How often a running tesseract checks for cancel, in seconds.
-POLL_INTERVAL = 0.05
 
 #: The first bytes of the image formats Leptonica (tesseract's image library) reads.
 _SIGNATURES = (
@@ -115,46 +114,14 @@ def command(
     return [*args, *formats]
 
 
-def run(args: Sequence[str], *, poll: float = POLL_INTERVAL) -> subprocess.CompletedProcess:
+def run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run tesseract with one OpenMP thread (parallelism comes from running several files) and
-    return the finished process, its output decoded.
-
-    Cancel: while it runs, the job's token (``current_token()``) is polled every ``poll``
-    seconds; once a cancel was requested the process is killed and reaped, then ``JobCancelled``
-    is raised. A pause does not stop a running process: the job pauses between files.
-    """
-    token = current_token()
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    process = subprocess.Popen(
-        list(args),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
+    return the finished process, its output decoded. Cancel kills it (``JobCancelled``); a
+    pause does not stop a running process: the job pauses between files."""
+    process = children.run(args, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    return subprocess.CompletedProcess(
+        process.args,
+        process.returncode,
+        process.stdout.decode("utf-8", "replace"),
+        process.stderr.decode("utf-8", "replace"),
     )
-    try:
-        while True:
-            try:
-                out, err = process.communicate(timeout=poll)
-            except subprocess.TimeoutExpired:
-                if token is not None and token.cancelled:
-                    token.check()  # raises JobCancelled; the finally clause kills the process
-                continue
-            return subprocess.CompletedProcess(
-                list(args),
-                process.returncode,
-                out.decode("utf-8", "replace"),
-                err.decode("utf-8", "replace"),
-            )
-    finally:
-        if process.returncode is None:
-            process.kill()
-            process.communicate()  # reap it, so no zombie or orphan is left
-
-
-def error_message(stderr: str, limit: int = 1000) -> str:
-    """Tesseract's complaint on one line, without the generic last words."""
-    lines = [line.strip() for line in stderr.splitlines()]
-    kept = [line for line in lines if line and line != "Error during processing."]
-    text = " ".join(kept) or "tesseract failed without a message"
-    return text if len(text) <= limit else text[: limit - 3] + "..."

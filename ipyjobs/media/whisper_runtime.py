@@ -143,3 +143,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def language_code(language: str | None) -> str | None:
+    """Whisper's code for ``language`` (a code such as ``"de"`` or a name such as
+    ``"German"``), or ``ValueError`` listing the valid codes. ``None`` (detect) stays ``None``."""
+    if language is None:
+        return None
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    wanted = language.strip().lower()
+    if wanted in LANGUAGES:
+        return wanted
+    if wanted in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[wanted]
+    raise ValueError(
+        f"unknown language {language!r}: valid codes are {', '.join(sorted(LANGUAGES))} "
+        "(or their English names, such as 'german'; None detects the language of each file)"
+    )

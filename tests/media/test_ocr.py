@@ -19,6 +19,7 @@ from ipyjobs import JobManager, JobState
 from ipyjobs.media import LocalExecutor, OcrJob
 from ipyjobs.media.tesseract import TesseractNotFound
 from ipyjobs.models import ModelStore
+from tests.media.processes import tesseract_processes
 from tests.support import pages
 
 pytestmark = [
@@ -35,27 +36,6 @@ TSV_COLUMNS = (
 
 def output(stem: Path, fmt: str) -> Path:
     return stem.with_name(f"{stem.name}.{fmt}")
-
-
-def tesseract_processes(marker: str) -> list[str]:
-    """Tesseract processes that are children of this process (zombies included) or that name
-    ``marker`` (the test's folder) on their command line (orphans included)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (
-                (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            )
-        except OSError:
-            continue  # ended meanwhile
-        command = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if command == "tesseract" and (ppid == os.getpid() or marker in cmdline):
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 async def wait_for(condition, what: str, timeout: float = 10.0) -> None:

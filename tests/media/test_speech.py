@@ -17,26 +17,16 @@ from ipyjobs import JobManager, JobState
 from ipyjobs.media import whisper_runtime
 from ipyjobs.media.speech import FfmpegMissing, TranscribeJob
 from tests.engine.test_states import wait_until
+from tests.media.conftest import SENTENCES
 from tests.support.http_server import LoopbackServer
-from tests.support.whisper_model import SENTENCES as ALL_SENTENCES
 from tests.support.whisper_model import speak, word_error_rate
 
 pytestmark = pytest.mark.anyio
 
-SENTENCES = ALL_SENTENCES[:5]
 #: Measured here: 0.086 over the five clips (wav, mp3, ogg); the bound leaves room for noise.
 WER_BOUND = 0.25
-FORMATS = ("wav", "mp3", "ogg", "wav", "mp3")
 #: These tests run the reference engine; tests/media/test_speech_faster.py runs faster-whisper.
 OPENAI = {"model": "tiny.en-test", "backend": "openai-whisper"}
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("clips")
-    for index, (sentence, fmt) in enumerate(zip(SENTENCES, FORMATS, strict=True)):
-        speak(sentence, folder / f"clip-{index}.{fmt}", fmt)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -192,5 +182,5 @@ async def test_no_ffmpeg_fails_before_any_work(
 
 
 def test_bad_options_are_refused_with_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"choose from \['txt', 'srt', 'vtt', 'tsv', 'json'\]"):
+    with pytest.raises(ValueError, match="'docx': valid formats are txt, srt, vtt, tsv, json"):
         TranscribeJob("x", formats=["docx"])

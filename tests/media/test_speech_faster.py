@@ -18,13 +18,14 @@ from ipyjobs.media import faster_runtime
 from ipyjobs.media.speech import FORMATS, TranscribeJob
 from ipyjobs.models import ModelStore
 from tests.engine.test_states import wait_until
-from tests.media.test_speech import SENTENCES, WER_BOUND, clips, cue_times, long_clip
+from tests.media.conftest import SENTENCES
+from tests.media.test_speech import WER_BOUND, cue_times, long_clip
 from tests.support.http_server import LoopbackServer
 from tests.support.whisper_model import word_error_rate
 
 pytestmark = pytest.mark.anyio
 
-__all__ = ["clips", "long_clip"]  # module fixtures shared with the openai-whisper tests
+__all__ = ["long_clip"]  # a module fixture shared with the openai-whisper tests
 FASTER = {"model": "tiny.en-test", "backend": "faster-whisper"}
 
 

@@ -85,7 +85,8 @@ async def test_forms_start_jobs_that_the_panel_shows(
     form.start.click()
     job = form.last_job
     assert job is not None and "Started Transcribe" in form.feedback.value
-    assert await job.join() is JobState.COMPLETED  # an empty folder: nothing to do
+    assert await job.join() is JobState.FAILED  # an empty folder, said before any download
+    assert "no audio or video files in" in (job.error_text or "") and job.children == []
     await wait_until(lambda: panel.in_sync)
     assert job.id in {row.handle.id for row in panel._rows.values()}
 
