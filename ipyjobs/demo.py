@@ -70,6 +70,7 @@ class SimulatedTranscription(Job, kind="demo.transcribe"):
 async def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     async with JobManager() as manager:
+        assert manager.store is not None
         print(f"job store: {manager.store.folder}")
         first = manager.dispatch(SimulatedTranscription("interviews/", bad_file=3))
         second = manager.dispatch(SimulatedTranscription("lectures/"))

@@ -5,8 +5,8 @@ setting up the notebook's collector, before any fixture runs. So the environment
 ``pytest_runtest_setup`` hook that runs before that set-up, once, for the first notebook cell:
 
 * a loopback model mirror (``IPYJOBS_MODEL_MIRROR``) serving the converted tiny.en checkpoint
-  at ``/whisper/tiny.en-test.pt`` and Debian's ``eng.traineddata`` at
-  ``/tessdata_fast/eng.traineddata``: no notebook reaches the internet;
+  at ``/whisper/tiny.en-test.pt`` and Debian's ``eng.traineddata`` and ``osd.traineddata`` at
+  ``/tessdata_fast/``: no notebook reaches the internet;
 * a fresh data folder (``IPYJOBS_HOME``) where that checkpoint is registered as the custom
   entry ``whisper/tiny.en-test``, and a fresh ``XDG_CACHE_HOME`` (no whisper cache reused);
 * ``IPYJOBS_DEMO_MODEL`` and ``IPYJOBS_DEMO_DOWNLOAD``: the models the notebooks use
@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:  # `pytest notebooks` from anywhere: the tests pac
     sys.path.insert(0, str(ROOT))
 
 DEBIAN_ENG = Path("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")
+DEBIAN_OSD = Path("/usr/share/tesseract-ocr/5/tessdata/osd.traineddata")
 TEST_MODEL = "tiny.en-test"
 
 _ready = False
@@ -46,6 +47,8 @@ def _make_environment(config: pytest.Config) -> None:
     url = server.add_file(f"/whisper/{TEST_MODEL}.pt", checkpoint)
     if DEBIAN_ENG.exists():
         server.add_file("/tessdata_fast/eng.traineddata", DEBIAN_ENG)
+    if DEBIAN_OSD.exists():
+        server.add_file("/tessdata_fast/osd.traineddata", DEBIAN_OSD)
 
     scratch = Path(tempfile.mkdtemp(prefix="ipyjobs-notebooks-"))
     config.add_cleanup(lambda: shutil.rmtree(scratch, ignore_errors=True))

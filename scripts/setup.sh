@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 case "$profile" in
   run) extras="speech,ocr,lab"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng" ;;
-  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng espeak-ng fonts-dejavu-core fonts-liberation chromium chromium-driver poppler-utils ghostscript" ;;
+  test) extras="speech,ocr,dev"; debs="ffmpeg tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd espeak-ng fonts-dejavu-core fonts-liberation chromium chromium-driver poppler-utils ghostscript" ;;
   *) echo "usage: scripts/setup.sh [run|test]" >&2; exit 2 ;;
 esac
 

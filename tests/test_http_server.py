@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -397,3 +398,65 @@ def test_server_is_quiet(
     out, err = capfd.readouterr()
     assert out == ""
     assert err == ""
+
+
+# -- TLS, redirects, other headers ----------------------------------------------------------
+
+
+def test_tls_is_trusted_through_ssl_cert_file_like_the_downloader_does(
+    https_server: LoopbackServer, blob: Path, data: bytes
+) -> None:
+    from ipyjobs.models.download import RetryPolicy
+    from ipyjobs.models.httpio import new_client
+
+    url = https_server.add_file(PATH, blob)
+    assert url.startswith("https://127.0.0.1:")
+
+    async def get() -> bytes:
+        async with new_client(RetryPolicy()) as client:
+            return (await client.get(url)).content
+
+    assert anyio.run(get) == data
+    with httpx.Client() as plain:  # httpx's own default client reads SSL_CERT_FILE too
+        assert plain.get(url, headers={"Range": "bytes=10-19"}).content == data[10:20]
+
+
+def test_tls_is_refused_without_the_test_ca(
+    https_server: LoopbackServer, blob: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    url = https_server.add_file(PATH, blob)
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(url)
+
+
+def test_tls_drop_resets_after_exact_bytes(
+    https_server: LoopbackServer, blob: Path, data: bytes
+) -> None:
+    url = https_server.add_file(PATH, blob)
+    https_server.add_fault(PATH, Fault("drop", after_bytes=300_000))
+    with httpx.Client() as tls_client:
+        got, error = read_until_error(tls_client, url)
+    assert bytes(got) == data[:300_000] and isinstance(error, httpx.HTTPError)
+
+
+def test_redirect_to_another_server(
+    server: LoopbackServer, blob: Path, data: bytes, client: httpx.Client
+) -> None:
+    with LoopbackServer() as cdn:
+        target = cdn.add_file(PATH, blob)
+        url = server.add_redirect(PATH, target)
+        response = client.get(url, headers={"Range": "bytes=5-9"}, follow_redirects=True)
+    assert [r.status_code for r in response.history] == [302]
+    assert response.status_code == 206 and response.content == data[5:10]
+    assert server.requests(PATH)[0].status == 302 and cdn.requests(PATH)[0].range == "bytes=5-9"
+
+
+def test_a_file_without_length_and_with_another_type(
+    server: LoopbackServer, blob: Path, data: bytes, client: httpx.Client
+) -> None:
+    url = server.add_file(PATH, blob, content_type="text/html", send_length=False)
+    response = client.get(url)
+    assert "content-length" not in response.headers and response.content == data
+    assert response.headers["content-type"] == "text/html"
+    assert response.headers["connection"] == "close"

@@ -239,3 +239,56 @@ def test_shutdown_is_prompt_and_flushes_the_store(tmp_path: Path) -> None:
     finally:
         reader.store.close()
     assert shutdown_took < 2.0
+
+
+def run_in_subshell(kernel: Kernel, subshell_id: str, code: str, timeout: float = 30) -> Cell:
+    """Execute ``code`` in an ipykernel 7 subshell (its own thread and asyncio loop)."""
+    client = kernel.client
+    content = {"code": code, "silent": False, "store_history": False, "allow_stdin": False}
+    msg = client.session.msg("execute_request", content)
+    msg["header"]["subshell_id"] = subshell_id
+    client.shell_channel.send(msg)
+    cell = Cell(code, status="?")
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = client.shell_channel.get_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            break
+    cell.status = reply["content"]["status"]
+    cell.ename, cell.evalue = reply["content"].get("ename"), reply["content"].get("evalue")
+    while True:  # the outputs, up to the idle status of this request
+        out = client.iopub_channel.get_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if out["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+            continue
+        if out["msg_type"] == "execute_result":
+            cell.result = out["content"]["data"].get("text/plain")
+        elif out["msg_type"] == "status" and out["content"]["execution_state"] == "idle":
+            break
+    assert cell.status == "ok", f"subshell cell failed: {cell.ename}: {cell.evalue}\n{code}"
+    return cell
+
+
+def test_a_subshell_sees_the_kernels_one_manager(kernel: Kernel) -> None:
+    kernel.run(DEFINE_JOB)
+    kernel.run("main_manager = ipyjobs.jobs()")
+    request = kernel.client.session.msg("create_subshell_request", {})
+    kernel.client.control_channel.send(request)
+    reply = kernel.client.control_channel.get_msg(timeout=10)
+    subshell = reply["content"]["subshell_id"]
+    thread = run_in_subshell(kernel, subshell, "import threading\nthreading.current_thread().name")
+    assert thread.result == repr(f"subshell-{subshell}")
+    # The same manager, though the subshell has its own thread and loop.
+    same = run_in_subshell(kernel, subshell, "ipyjobs.jobs() is main_manager")
+    assert same.result == "True"
+    # A dispatch and a cancel from the subshell work; the main shell sees the job.
+    run_in_subshell(kernel, subshell, "sub = ipyjobs.jobs().dispatch(KernelSleep(30.0))")
+    assert kernel.value("sub in main_manager.handles") == "True"
+    kernel.run("while sub.state.value != 'running':\n    await asyncio.sleep(0.02)", timeout=10)
+    cancel = run_in_subshell(kernel, subshell, "sub.cancel()")
+    assert cancel.result == "True"
+    ended = run_in_subshell(kernel, subshell, "(await sub.join()).value")
+    assert ended.result == "'cancelled'"
+    assert kernel.value("sub.state.value") == "'cancelled'"
+    assert kernel.value("sub.job.steps_done < 1500") == "True"
+    # The manager lives on for the main shell.
+    assert kernel.value("await ipyjobs.jobs().dispatch(KernelSleep(0.05))") == "'slept 0.05 s'"

@@ -7,6 +7,7 @@ terminals as well as notebooks.
 from . import events
 from .context import JobContext
 from .errors import (
+    Cancelled,
     InvalidTransition,
     JobCancelled,
     JobError,
@@ -16,9 +17,12 @@ from .errors import (
     NotResumable,
     UnknownJobKind,
 )
+from .executor import Executor, LocalExecutor
+from .functions import ItemFailed, MapResults, track
 from .handle import ItemError, JobHandle
 from .job import Job, job_class, registered_kinds
-from .manager import JobManager, jobs
+from .kernel import jobs
+from .manager import JobManager
 from .paths import data_home
 from .progress import ProgressSnapshot
 from .state import Intent, JobState
@@ -26,10 +30,13 @@ from .store import JobRecord
 from .token import InterruptToken, current_token
 
 __all__ = [
+    "Cancelled",
+    "Executor",
     "Intent",
     "InterruptToken",
     "InvalidTransition",
     "ItemError",
+    "ItemFailed",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -40,7 +47,9 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "LocalExecutor",
     "ManagerClosed",
+    "MapResults",
     "NotResumable",
     "ProgressSnapshot",
     "UnknownJobKind",
@@ -50,4 +59,5 @@ __all__ = [
     "job_class",
     "jobs",
     "registered_kinds",
+    "track",
 ]

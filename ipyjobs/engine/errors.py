@@ -12,11 +12,21 @@ class JobError(Exception):
     """Base class of every error the engine itself raises."""
 
 
-class JobCancelled(JobError):
-    """The job was cancelled.
+class Cancelled(BaseException):
+    """What a cancel raises *inside* the job: ``await ctx.checkpoint()``, ``token.check()`` in
+    its worker threads, and ``ctx.run_sync`` once the job is being cancelled.
 
-    Raised inside the job by ``await ctx.checkpoint()`` or ``token.check()`` once a cancel was
-    requested, and by ``await handle`` for a job that ended cancelled.
+    Like ``trio.Cancelled`` and ``asyncio.CancelledError`` it derives from ``BaseException``, so
+    an ``except Exception`` around per-item work lets it through. It is level-triggered: catching
+    it does not undo the cancel, the next checkpoint raises it again. Let it propagate (clean up
+    in ``finally``). Code outside the job sees the public :class:`JobCancelled` instead.
+    """
+
+
+class JobCancelled(JobError):
+    """The job was cancelled: what ``await handle`` raises for a job that ended cancelled.
+
+    Inside the cancelled job itself, checkpoints raise :class:`Cancelled` instead.
     """
 
 

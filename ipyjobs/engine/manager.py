@@ -1,9 +1,13 @@
-"""The job manager: dispatch, control, progress sampling, persistence.
+"""The job manager: dispatch, controls and queries, safe from any thread.
 
 One manager serves one event loop. In Jupyter, ``ipyjobs.jobs()`` returns the kernel's manager,
 started in the background on the kernel's loop; in a script, ``async with JobManager() as jm``
-runs it inside the caller's task group. Every job runs as a task of the manager's task group:
-the manager owns them, and closing it interrupts what is still active (resumable later).
+runs it inside the caller's task group. Every job runs as a task of the manager's task group
+(:mod:`.supervisor`); what happens is recorded and stored by its :mod:`.recorder`.
+
+Only the manager's loop changes the manager's state: a control called from another thread (an
+ipykernel 7 subshell, a worker thread, a widget callback on another loop) is handed to it by its
+:class:`~.homeloop.HomeLoop`, and the caller waits for its answer.
 """
 
 from __future__ import annotations
@@ -12,13 +16,9 @@ import asyncio
 import atexit
 import dataclasses
 import json
-import logging
 import math
-import sys
 import time
 import uuid
-import weakref
-from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,47 +28,31 @@ from anyio.abc import TaskStatus
 
 from . import events
 from .context import JobContext
-from .errors import InvalidTransition, JobCancelled, JobNotFound, ManagerClosed, NotResumable
-from .handle import JobHandle, current_job, error_text
+from .errors import InvalidTransition, JobNotFound, ManagerClosed, NotResumable
+from .executor import Executor, LocalExecutor, executor_from_environment
+from .handle import JobHandle
+from .homeloop import HomeLoop
 from .job import Job, job_class
+from .lifecycle import Lifecycle
 from .limits import PriorityLimiter
 from .paths import data_home
-from .progress import Progress
-from .state import Intent, JobState, is_legal
-from .store import JobRecord, JobStore, StoreWriter
+from .recorder import Recorder
+from .state import JobState
+from .store import JobRecord, JobStore, job_row, to_json
+from .supervisor import drive
+from .threads import run_in_thread
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
-log = logging.getLogger(__name__)
-
-_LIFECYCLE_EVENT = {
-    JobState.COMPLETED: events.Completed,
-    JobState.FAILED: events.Failed,
-    JobState.CANCELLED: events.Cancelled,
-    JobState.INTERRUPTED: events.Interrupted,
-    JobState.PAUSED: events.Paused,
-}
-
-
-def _only_cancellations(exc: BaseException) -> bool:
-    """A ``JobCancelled``, or a group of them (from a task group inside the job)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancellations(e) for e in exc.exceptions)
-    return isinstance(exc, JobCancelled)
-
-
-def _to_json(value: Any) -> str:
-    return json.dumps(value, default=repr)
+#: How long an atexit flush of the store may take.
+_EXIT_FLUSH = 10.0
 
 
 class JobManager:
-    """Runs jobs on the current event loop.
+    """Runs jobs on one event loop; its controls may be called from any thread.
 
-    ``home`` is the data folder (default: ``$IPYJOBS_HOME`` or the platform's); the job store
-    lives in ``home/jobs``. ``limits`` maps a job group to its number of concurrent jobs.
-    ``tick`` is how often progress is sampled and published; the store is written every
-    ``store_interval`` seconds in a worker thread.
+    ``home`` is the data folder (default: ``$IPYJOBS_HOME`` or the platform's), made absolute
+    once; the job store lives in ``home/jobs``. ``limits`` maps a job group to its number of
+    concurrent jobs. ``tick`` is how often progress is sampled and published; the store is
+    written every ``store_interval`` seconds by its own thread.
     """
 
     def __init__(
@@ -80,32 +64,52 @@ class JobManager:
         tick: float = 0.1,
         store_interval: float = 0.5,
     ) -> None:
-        self.home = Path(home) if home is not None else data_home()
+        self.home = Path(home).expanduser().absolute() if home is not None else data_home()
         self.session = uuid.uuid4().hex
-        self.bus = events.EventBus()
         self.store = JobStore(self.home / "jobs", self.session) if persist else None
-        self._writer = StoreWriter(self.store) if self.store else None
-        self.interrupted_at_start = self.store.mark_orphans_interrupted() if self.store else []
+        self._recorder = Recorder(self.store, self.session, store_interval)
+        self.interrupted_at_start: list[str] = []
+        if self.store is not None and self._recorder.writer is not None:
+            self.interrupted_at_start = self.store.find_orphans()
+            now = time.time()
+            history = [
+                (i, now, "interrupted", "its process ended") for i in self.interrupted_at_start
+            ]
+            self._recorder.writer.submit([], history, self.interrupted_at_start)
         self._limiters = {group: PriorityLimiter(n) for group, n in (limits or {}).items()}
         self._tick = tick
-        self._store_interval = store_interval
         self._handles: dict[str, JobHandle] = {}
         self._by_key: dict[str, JobHandle] = {}
-        self._progress_queue: deque[Progress] = deque()
-        self._log_queue: deque[tuple[JobHandle, int, str]] = deque()
-        self._pausing: set[JobHandle] = set()
-        self._dirty: set[JobHandle] = set()
-        self._history: list[tuple[str, float, str, str | None]] = []
         self._spawn_send, self._spawn_receive = anyio.create_memory_object_stream[JobHandle](
             math.inf
         )
         self._closed = False
         self._stopped: anyio.Event | None = None
         self._host: Any = None
+        self._home = HomeLoop()
+        self.executor: Executor = executor_from_environment()
+        """Where jobs run their blocking work (files, ``map`` calls): see :meth:`use_dask`."""
+
+    @property
+    def bus(self) -> events.EventBus:
+        """The event bus: ``manager.bus.subscribe()``."""
+        return self._recorder.bus
+
+    @bus.setter
+    def bus(self, bus: events.EventBus) -> None:
+        self._recorder.bus = bus
+
+    @property
+    def store_problem(self) -> str | None:
+        """What keeps the store from being written right now, with the fix; ``None`` when all
+        is written (nothing is lost meanwhile: the records are kept and retried)."""
+        writer = self._recorder.writer
+        return None if writer is None else writer.problem
 
     # -- lifetime --------------------------------------------------------------------------
 
     async def __aenter__(self) -> JobManager:
+        self._home.bind()
         self._host = anyio.create_task_group()
         await self._host.__aenter__()
         await self._host.start(self._serve)
@@ -122,8 +126,24 @@ class JobManager:
 
     def start_in_background(self) -> None:
         """Serve from a task of the running asyncio loop (the Jupyter kernel's), kept here."""
+        self._home.bind()
         self._host = asyncio.get_running_loop().create_task(self._serve(), name="ipyjobs")
-        atexit.register(self._write_store_now)
+        atexit.register(self._flush_at_exit)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that ended the manager's background task, if one did."""
+        host = self._host
+        if isinstance(host, asyncio.Task) and host.done() and not host.cancelled():
+            return host.exception()
+        return None
+
+    @property
+    def alive(self) -> bool:
+        """Open, and its loop is serving it."""
+        if self._closed or self._home.closed:
+            return False
+        return not (isinstance(self._host, asyncio.Task) and self._host.done())
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._stopped = anyio.Event()
@@ -137,45 +157,69 @@ class JobManager:
                         jobs.start_soon(self._drive, handle, name=f"ipyjobs {handle.id}")
                 ticker.cancel()
         finally:
-            self._flush_progress()
-            self._flush_logs()
-            self._write_store_now()
+            self._home.stop_watching()
+            self._recorder.flush_progress()
+            self._recorder.flush_logs()
+            self._recorder.submit()
             self._stopped.set()
 
     async def aclose(self) -> None:
         """Stop accepting jobs, interrupt the active ones (they keep their checkpoints and can
-        be resumed), wait until their tasks ended, and write the store."""
+        be resumed), wait until their tasks ended, and write the store (in a worker thread)."""
         if self._closed:
             return
         self._closed = True
         for handle in self._handles.values():
             if handle.state.is_active:
-                handle._interrupting = True
-                self._signal_cancel(handle)
+                handle._life.stop(interrupting=True)
         self._spawn_send.close()
         if self._stopped is not None:
             await self._stopped.wait()
+        if self._recorder.writer is not None:
+            await run_in_thread(self._recorder.writer.close)
         if self.store is not None:
             self.store.close()
+
+    def _flush_at_exit(self) -> None:
+        if self._recorder.writer is None or self.store is None or self.store.closed:
+            return
+        self._recorder.submit()
+        self._recorder.writer.flush(_EXIT_FLUSH)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    # -- any thread -------------------------------------------------------------------------
+
+    def on_its_loop(self) -> bool:
+        """Whether the caller runs on the manager's loop (or the manager has not started)."""
+        return self._home.here()
+
+    async def wait_from_elsewhere(self, handle: JobHandle) -> None:
+        """Wait on the caller's own loop (another thread's) until ``handle`` ended."""
+        await self._home.wait_for_end(handle._life)
+
     # -- dispatch --------------------------------------------------------------------------
 
     def dispatch(self, job: Job, *, priority: int = 0) -> JobHandle:
-        """Queue ``job`` and return its handle at once (from sync or async code on the loop).
+        """Queue ``job`` and return its handle at once (from any thread, sync or async code).
 
         A job with a ``key`` equal to an active job's joins that job: the same handle is
         returned and its ``dispatches`` count goes up.
         """
-        return self._submit(job, priority=priority, parent=None, owned=False)
+        return self._home.call(self._submit, job, priority, None, False)
+
+    def submit_child(
+        self, job: Job, parent: JobHandle, *, owned: bool, priority: int | None = None
+    ) -> JobHandle:
+        """A job dispatched from inside ``parent`` (see ``ctx.spawn`` and ``ctx.dispatch``)."""
+        chosen = parent.priority if priority is None else priority
+        return self._home.call(self._submit, job, chosen, parent, owned)
 
     def _submit(
         self,
         job: Job,
-        *,
         priority: int,
         parent: JobHandle | None,
         owned: bool,
@@ -194,8 +238,8 @@ class JobManager:
             active = self._by_key.get(key)
             if active is not None and active.state.is_active:
                 active.dispatches += 1
-                if parent is not None and active not in parent._children:
-                    parent._children.append(active)  # shown under every job that waits for it
+                if parent is not None and active not in parent._life.children:
+                    parent._life.children.append(active)  # shown under every waiter
                 return active
         params = job.params()
         try:
@@ -205,9 +249,10 @@ class JobManager:
                 raise TypeError(
                     f"{type(job).__name__} is resumable, so its parameters must be JSON-able: {exc}"
                 ) from None
-            params_json = _to_json(params)
+            params_json = to_json(params)
         handle = JobHandle(
             self,
+            self._recorder,
             job,
             job_id or uuid.uuid4().hex[:12],
             parent=parent,
@@ -215,145 +260,29 @@ class JobManager:
             priority=priority,
             params_json=params_json,
             checkpoint=checkpoint,
+            created_at=time.time(),
         )
         self._handles[handle.id] = handle
         if key is not None:
             self._by_key[key] = handle
         if parent is not None:
-            parent._children.append(handle)
-        self._record(handle, JobState.QUEUED)
-        self.bus.publish(
+            parent._life.children.append(handle)
+        self._recorder.record(handle._life, JobState.QUEUED, None)
+        self._recorder.publish(
             events.Queued(handle.id, handle.kind, title=handle.title, parent_id=handle.parent_id)
         )
         self._spawn_send.send_nowait(handle)
         return handle
 
-    # -- the task that drives one job ------------------------------------------------------
-
     async def _drive(self, handle: JobHandle) -> None:
-        current_job.set(handle)
-        limiter = self._limiters.get(handle.job.group) if handle.job.group else None
-        ending, output, error = JobState.COMPLETED, None, None
-        try:
-            with anyio.CancelScope() as scope:
-                handle._scope = scope
-                await self._take_slot(handle, limiter)
-                try:
-                    self._set_state(handle, JobState.RUNNING)
-                    output = await handle.job.run(JobContext(self, handle))
-                    await self._join_children(handle)
-                finally:
-                    if limiter is not None:
-                        limiter.release()
-            if scope.cancelled_caught:
-                ending = self._stopped_state(handle)
-        except anyio.get_cancelled_exc_class():
-            # The manager's own scope was cancelled (its host is shutting down).
-            handle._interrupting = True
-            with anyio.CancelScope(shield=True):
-                await self._stop_children(handle)
-            self._finish(handle, JobState.INTERRUPTED)
-            raise
-        except Exception as exc:
-            stopping = handle._intent is Intent.CANCELLING or handle._interrupting
-            if stopping and _only_cancellations(exc):
-                ending = self._stopped_state(handle)
-            else:  # a JobCancelled of a dependency means this job did not get what it needed
-                ending, error = JobState.FAILED, exc
-        if ending is not JobState.COMPLETED:
-            with anyio.CancelScope(shield=True):
-                await self._stop_children(handle)
-        self._finish(handle, ending, output=output, error=error)
+        group = handle.job.group
+        limiter = self._limiters.get(group) if group else None
+        await drive(handle._life, limiter, JobContext(self, handle), self._ended)
 
-    async def _take_slot(self, handle: JobHandle, limiter: PriorityLimiter | None) -> None:
-        """Wait for a slot of the job's group; a job paused while queued gives its slot back."""
-        while True:
-            await handle.token.checkpoint()
-            if limiter is None:
-                return
-            await limiter.acquire(handle.priority)
-            if not handle.token.paused and not handle.token.cancelled:
-                return
-            limiter.release()
-
-    def _stopped_state(self, handle: JobHandle) -> JobState:
-        return JobState.INTERRUPTED if handle._interrupting else JobState.CANCELLED
-
-    async def _join_children(self, handle: JobHandle) -> None:
-        for child in handle.children:
-            if child.owned:
-                await child.join()
-
-    async def _stop_children(self, handle: JobHandle) -> None:
-        """Owned children never outlive their owner: cancel (or interrupt) and wait for them."""
-        for child in handle.children:
-            if child.owned and not child.done:
-                self._mark_stopping(child, interrupting=handle._interrupting)
-                self._signal_cancel(child)
-                await child._ended()
-
-    def _finish(
-        self,
-        handle: JobHandle,
-        state: JobState,
-        *,
-        output: Any = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Deliver the final progress and pending logs, then the ending, then wake waiters."""
-        self._flush_logs()
-        self._publish_progress(handle)
-        handle._output, handle._error = output, error
-        handle._intent = None
-        handle._scope = None
-        self._pausing.discard(handle)
-        try:
-            self._set_state(handle, state, None if error is None else error_text(error))
-        except InvalidTransition:
-            # An engine bug must not take the manager, and every other job, down with it.
-            log.exception("ipyjobs engine error while ending job %s", handle.id)
-            handle._state = state
-        if handle.key is not None and self._by_key.get(handle.key) is handle:
-            del self._by_key[handle.key]
-        handle._set_finished()
-
-    # -- state changes ---------------------------------------------------------------------
-
-    def _record(self, handle: JobHandle, state: JobState, detail: str | None = None) -> None:
-        self._history.append((handle.id, time.time(), state.value, detail))
-        self._dirty.add(handle)
-
-    def _set_state(self, handle: JobHandle, new: JobState, detail: str | None = None) -> None:
-        old = handle._state
-        if not is_legal(old, new):
-            raise InvalidTransition(
-                f"job {handle.id} ({handle.title}) cannot go from {old.value} to {new.value}"
-            )
-        handle._state = new
-        self._record(handle, new, detail)
-        if new is JobState.RUNNING:
-            handle.tracker.start_clock()
-            event = events.Resumed if handle._started else events.Started
-            handle._started = True
-        elif new is JobState.QUEUED:
-            event = events.Resumed
-        else:
-            handle.tracker.stop_clock()
-            event = _LIFECYCLE_EVENT[new]
-        if new is JobState.COMPLETED:
-            self.bus.publish(event(handle.id, handle.kind, output=handle._output))
-        elif new is JobState.FAILED:
-            error = handle._error
-            self.bus.publish(
-                event(
-                    handle.id,
-                    handle.kind,
-                    error=detail or "",
-                    error_type=type(error).__name__ if error else "",
-                )
-            )
-        else:
-            self.bus.publish(event(handle.id, handle.kind))
+    def _ended(self, life: Lifecycle) -> None:
+        key = life.handle.key
+        if key is not None and self._by_key.get(key) is life.handle:
+            del self._by_key[key]
 
     # -- controls --------------------------------------------------------------------------
 
@@ -372,40 +301,24 @@ class JobManager:
         Returns ``False`` when already paused or pausing. Raises ``InvalidTransition`` on a job
         that ended.
         """
-        handle = self._handle(job)
-        if handle.done:
-            raise InvalidTransition(
-                f"cannot pause job {handle.id} ({handle.title}): it is {handle.state.value}"
-            )
-        if handle._intent is not None or handle.state is JobState.PAUSED:
-            return False
-        handle.token.request_pause()
-        if handle.state is JobState.QUEUED:
-            self._set_state(handle, JobState.PAUSED)
-        else:
-            handle._intent = Intent.PAUSING
-            self._pausing.add(handle)
-            if handle.token.parked:
-                self._pause_took_effect(handle)
-        for child in handle.children:
-            if child.owned and not child.done:
-                self.pause(child)
-        return True
+        return self._home.call(lambda: self._handle(job)._life.pause())
 
-    def _pause_took_effect(self, handle: JobHandle) -> None:
-        if handle._intent is Intent.PAUSING and handle.state is JobState.RUNNING:
-            handle._intent = None
-            self._pausing.discard(handle)
-            self._set_state(handle, JobState.PAUSED)
-            self._publish_progress(handle)  # show exactly where it stopped
-
-    def resume(self, job: JobHandle | str) -> bool | JobHandle:
+    def resume(self, job: JobHandle | str, *, fn: Any = None) -> bool | JobHandle:
         """Let a paused job (and its owned children) go on, or restart an interrupted one.
 
         For a job id that only the store knows (interrupted in an earlier session), the job is
         rebuilt from its kind and parameters and resumes from its last checkpoint; its new
         handle is returned. Returns ``False`` when the job is neither paused nor pausing.
+        ``fn`` gives a ``map`` of a function defined in a notebook its function again.
         """
+        return self._home.call(self._resume, job, fn)
+
+    def _resume(self, job: JobHandle | str, fn: Any = None) -> bool | JobHandle:
+        if fn is not None:
+            from .functions import supplying
+
+            with supplying(fn):
+                return self._resume(job)
         if isinstance(job, str) and job not in self._handles:
             return self._resume_from_store(job)
         handle = self._handle(job)
@@ -416,21 +329,7 @@ class JobManager:
             )
         if handle.state is JobState.INTERRUPTED:
             return self._resume_from_store(handle.id)
-        if handle._intent is Intent.CANCELLING:  # the cancel wakes it; keep it cancelling
-            return False
-        resumed = False
-        if handle.state is JobState.PAUSED or handle._intent is Intent.PAUSING:
-            handle._intent = None
-            self._pausing.discard(handle)
-            handle.token.request_resume()
-            if handle.state is JobState.PAUSED:
-                new = JobState.RUNNING if handle._started else JobState.QUEUED
-                self._set_state(handle, new)
-            resumed = True
-        for child in handle.children:
-            if child.owned and not child.done:
-                resumed = bool(self.resume(child)) or resumed
-        return resumed
+        return handle._life.resume()
 
     def cancel(self, job: JobHandle | str) -> bool:
         """Cancel a job and its owned children; ``cancelling`` shows until the work stopped.
@@ -438,32 +337,7 @@ class JobManager:
         Cancelling a job that waits for a shared job leaves the shared job running. A no-op
         (returns ``False``) on a job that already ended or is being cancelled.
         """
-        handle = self._handle(job)
-        if handle.state.is_terminal or handle._intent is Intent.CANCELLING:
-            return False
-        if handle.state is JobState.INTERRUPTED:
-            self._set_state(handle, JobState.CANCELLED)
-            return True
-        self._mark_stopping(handle, interrupting=False)
-        self._signal_cancel(handle)
-        return True
-
-    def _signal_cancel(self, handle: JobHandle) -> None:
-        handle.token.request_cancel()
-        if handle._scope is not None:
-            handle._scope.cancel()
-        for child in handle.children:
-            if child.owned and not child.done:
-                self._mark_stopping(child, interrupting=handle._interrupting)
-                self._signal_cancel(child)
-
-    def _mark_stopping(self, handle: JobHandle, *, interrupting: bool) -> None:
-        """Record why an owned child is being stopped: its owner was cancelled or interrupted."""
-        if interrupting:
-            handle._interrupting = True
-        else:
-            handle._intent = Intent.CANCELLING
-            self._pausing.discard(handle)
+        return self._home.call(lambda: self._handle(job)._life.cancel())
 
     def _resume_from_store(self, job_id: str) -> JobHandle:
         record = self.record(job_id)
@@ -479,15 +353,75 @@ class JobManager:
                 "resumable; dispatch it again instead"
             )
         previous = self._handles.pop(job_id, None)
-        handle = self._submit(
+        return self._submit(
             cls.from_params(record.params),
-            priority=record.priority,
-            parent=None if previous is None else previous.parent,
-            owned=False,
+            record.priority,
+            None if previous is None else previous.parent,
+            False,
             job_id=job_id,
             checkpoint=None if record.checkpoint is None else json.dumps(record.checkpoint),
         )
-        return handle
+
+    def forget_finished(self) -> int:
+        """Drop ended jobs (and their ended subtrees) from memory; the store keeps them."""
+        return self._home.call(self._forget_finished)
+
+    def _forget_finished(self) -> int:
+        gone = [h for h in self._handles.values() if h.done and h.state.is_terminal]
+        for handle in gone:
+            del self._handles[handle.id]
+        for handle in self._handles.values():
+            life = handle._life
+            life.children = [c for c in life.children if c.id in self._handles]
+        return len(gone)
+
+    def set_limit(self, group: str, slots: int) -> None:
+        """Allow ``slots`` jobs of ``group`` to run at once (takes effect immediately)."""
+        self._home.call(self._set_limit, group, slots)
+
+    def _set_limit(self, group: str, slots: int) -> None:
+        limiter = self._limiters.get(group)
+        if limiter is None:
+            self._limiters[group] = PriorityLimiter(slots)
+        else:
+            limiter.slots = slots
+
+    # -- where work runs, and function jobs (engine/executor.py, engine/functions.py) --------
+
+    def use_dask(self, client_or_address: Any = None, **cluster_options: Any) -> Executor:
+        """Run the jobs' per-file work and ``map`` calls on a Dask cluster from now on.
+
+        ``client_or_address``: a ``distributed.Client``, a scheduler address, or ``None`` for a
+        new ``LocalCluster`` of processes on this machine (``cluster_options`` go to
+        :func:`ipyjobs.scale.local_cluster`). Jobs already running keep their executor.
+        """
+        from ..scale import dask_executor
+
+        self.executor = dask_executor(client_or_address, **cluster_options)
+        return self.executor
+
+    def use_local(self, workers: int | None = None) -> Executor:
+        """Run the work in this kernel's threads again (the default)."""
+        self.executor = LocalExecutor(workers)
+        return self.executor
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster in use, or ``None``."""
+        return self.executor.dashboard_link
+
+    def map(self, fn: Any, items: Any, **options: Any) -> JobHandle:
+        """Run ``fn(item)`` for each item as one job (see :class:`~.functions.MapJob`)."""
+        from .functions import MapJob
+
+        priority = options.pop("priority", 0)
+        return self.dispatch(MapJob(fn, list(items), **options), priority=priority)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Run one call ``fn(*args, **kwargs)`` as a job (see :class:`~.functions.CallJob`)."""
+        from .functions import CallJob
+
+        return self.dispatch(CallJob(fn, args, kwargs))
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -501,153 +435,32 @@ class JobManager:
 
     def roots(self) -> list[JobHandle]:
         """Jobs dispatched from outside any job: the top rows of a job tree."""
-        return [h for h in self._handles.values() if h.parent is None]
-
-    def forget_finished(self) -> int:
-        """Drop ended jobs (and their ended subtrees) from memory; the store keeps them."""
-        gone = [h for h in self._handles.values() if h.done and h.state.is_terminal]
-        for handle in gone:
-            del self._handles[handle.id]
-        for handle in self._handles.values():
-            handle._children = [c for c in handle._children if c.id in self._handles]
-        return len(gone)
+        return [h for h in list(self._handles.values()) if h.parent is None]
 
     def record(self, job_id: str) -> JobRecord:
-        """The stored record of a job (written in batches: fresh within ``store_interval``)."""
+        """The record of a job: from memory while the manager holds the job or its unwritten
+        row, else from the store. Never waits for SQLite's locks."""
         if self.store is None:
             raise JobNotFound(f"job {job_id!r}: this manager keeps no store")
-        self._write_store_now()
-        record = self.store.get(job_id)
+        handle = self._handles.get(job_id)
+        if handle is not None:
+            return JobRecord.from_values(job_row(handle, self.session, time.time()))
+        record = self._recorder.pending_record(job_id) or self.store.get(job_id)
         if record is None:
             raise JobNotFound(f"no job {job_id!r} in the store at {self.store.folder}")
+        if job_id in self.interrupted_at_start and record.state.is_active:
+            record = dataclasses.replace(record, state=JobState.INTERRUPTED)
         return record
 
     def history(self, job_id: str) -> list[tuple[float, JobState, str | None]]:
         """Every state the job entered, ``(time, state, detail)``, oldest first."""
         self.record(job_id)
-        return self.store.history(job_id)
+        return self._recorder.history(job_id)
 
-    def set_limit(self, group: str, slots: int) -> None:
-        """Allow ``slots`` jobs of ``group`` to run at once (takes effect immediately)."""
-        limiter = self._limiters.get(group)
-        if limiter is None:
-            self._limiters[group] = PriorityLimiter(slots)
-        else:
-            limiter.slots = slots
-
-    # -- the ticker: progress, logs, pause acknowledgements, store -------------------------
-
-    def _queue_progress(self, tracker: Progress) -> None:
-        self._progress_queue.append(tracker)
-
-    def _queue_log(self, handle: JobHandle, level: int, message: str) -> None:
-        self._log_queue.append((handle, level, message))
-
-    def _mark_dirty(self, handle: JobHandle) -> None:
-        self._dirty.add(handle)
+    # -- the ticker ------------------------------------------------------------------------
 
     async def _tick_forever(self, scope: anyio.CancelScope) -> None:
         with scope:
-            last_write = time.monotonic()
             while True:
                 await anyio.sleep(self._tick)
-                self._flush_progress()
-                self._flush_logs()
-                for handle in [h for h in self._pausing if h.token.parked]:
-                    self._pause_took_effect(handle)
-                if self.store is not None and time.monotonic() - last_write >= self._store_interval:
-                    last_write = time.monotonic()
-                    self._write_store()
-
-    def _flush_progress(self) -> None:
-        now = time.monotonic()
-        queue = self._progress_queue
-        while queue:
-            tracker = queue.popleft()
-            handle: JobHandle = tracker.owner  # type: ignore[assignment]
-            if handle.done:
-                continue
-            self._publish_progress(handle, now)
-
-    def _publish_progress(self, handle: JobHandle, now: float | None = None) -> None:
-        handle._snapshot = handle.tracker.sample(now)
-        self._dirty.add(handle)
-        self.bus.publish(events.ProgressChanged(handle.id, handle.kind, progress=handle._snapshot))
-
-    def _flush_logs(self) -> None:
-        queue = self._log_queue
-        while queue:
-            handle, level, message = queue.popleft()
-            handle._log_tail.append(message)
-            self.bus.publish(events.Log(handle.id, handle.kind, level=level, message=message))
-
-    def _take_batch(self) -> tuple[list[tuple], list[tuple]]:
-        now = time.time()
-        rows = [self._row(handle, now) for handle in self._dirty]
-        history, self._history = self._history, []
-        self._dirty = set()
-        return rows, history
-
-    def _write_store(self) -> None:
-        """Hand the batch to the writer thread (the ticker does not wait for it)."""
-        rows, history = self._take_batch()
-        if rows or history:
-            self._writer.submit(rows, history)
-
-    def _write_store_now(self) -> None:
-        """Write everything recorded so far, and wait for it."""
-        if self.store is None or self.store.closed:
-            return
-        self._write_store()
-        self._writer.flush()
-
-    def _row(self, handle: JobHandle, now: float) -> tuple:
-        error = handle._error
-        return (
-            handle.id,
-            handle.kind,
-            handle.title,
-            handle.key,
-            handle.parent_id,
-            int(handle.owned),
-            handle.priority,
-            handle._state.value,
-            handle._params_json,
-            handle._checkpoint,
-            None if handle._output is None else _to_json(handle._output),
-            None if error is None else error_text(error),
-            None if error is None else type(error).__name__,
-            _to_json(handle._snapshot.as_dict()),
-            _to_json([dataclasses.asdict(e) for e in handle._item_errors])
-            if handle._item_errors
-            else None,
-            handle._error_count,
-            self.session,
-            handle.created_at,
-            now,
-        )
-
-
-_managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobManager] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def jobs(**config: Any) -> JobManager:
-    """The job manager of the running event loop (the Jupyter kernel's), made on first use.
-
-    ``config`` (``home``, ``limits``, ...) applies when the manager is made.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            "ipyjobs.jobs() needs a running asyncio event loop: call it from a notebook cell "
-            "or async code; in a script use `async with ipyjobs.JobManager() as manager:`"
-        ) from None
-    manager = _managers.get(loop)
-    if manager is None or manager.closed:
-        manager = JobManager(**config)
-        manager.start_in_background()
-        _managers[loop] = manager
-    return manager
+                self._recorder.tick()

@@ -1,28 +1,33 @@
 """The embedded SQLite store: every job's record, its place in the tree, and its history.
 
-The manager hands over batches (``write``) from its ticker, in a worker thread, so a job that
-reports often costs one row write per batch, not one per report. Several kernels may share one
-store: each manager holds a *session lock* file for its lifetime, and at start-up only jobs of
-sessions whose lock is free (their process died) are marked interrupted.
+The schema, the mapping between a job and its row, and the database itself. Writes come from the
+:class:`~.writer.StoreWriter` thread only, in batches; reads use a second connection, which in WAL
+mode never waits for a writer, so nothing on the event loop waits for SQLite. Several kernels may
+share one store: each manager holds a *session lock* file for its lifetime, and at start-up only
+jobs of sessions whose lock is free (their process died) are marked interrupted. A file that is
+not a readable database is moved aside (named in a warning) and a fresh store starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
+from .lifecycle import error_text
 from .state import JobState
+
+if TYPE_CHECKING:
+    from .handle import JobHandle
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +96,45 @@ _UPSERT = (
 
 _ADD_HISTORY = "INSERT INTO history (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
+_INTERRUPT = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?"
+
 _ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PAUSED.value)
+
+
+#: Seconds the writer's connection waits for another program's write lock before the batch is
+#: retried later (its trouble shown meanwhile). The reader never waits.
+WRITE_BUSY_TIMEOUT = 2.0
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=repr)
+
+
+def job_row(handle: JobHandle, session: str, now: float) -> tuple:
+    """A job's row, in ``JOB_COLUMNS`` order."""
+    error = handle.error
+    item_errors = handle.item_errors
+    return (
+        handle.id,
+        handle.kind,
+        handle.title,
+        handle.key,
+        handle.parent_id,
+        int(handle.owned),
+        handle.priority,
+        handle.state.value,
+        handle.params_json,
+        handle.checkpoint,
+        None if handle.output is None else to_json(handle.output),
+        None if error is None else error_text(error),
+        None if error is None else type(error).__name__,
+        to_json(handle.progress.as_dict()),
+        to_json([dataclasses.asdict(e) for e in item_errors]) if item_errors else None,
+        handle.error_count,
+        session,
+        handle.created_at,
+        now,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +162,7 @@ class JobRecord:
     updated_at: float
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> JobRecord:
         def loads(text: str | None) -> Any:
             return None if text is None else json.loads(text)
 
@@ -145,69 +188,120 @@ class JobRecord:
             updated_at=row["updated_at"],
         )
 
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> JobRecord:
+        """From a row tuple in ``JOB_COLUMNS`` order (a row not written yet)."""
+        return cls.from_row(dict(zip(JOB_COLUMNS, values, strict=True)))
+
+
+class StoreCorrupt(Exception):
+    """The store file is not a readable SQLite database."""
+
 
 class JobStore:
-    """SQLite file ``jobs.sqlite`` plus a ``sessions/`` folder of session locks."""
+    """SQLite file ``jobs.sqlite`` plus a ``sessions/`` folder of session locks.
+
+    If opening fails, the session lock is released again before the error propagates.
+    """
 
     def __init__(self, folder: Path, session: str) -> None:
         self.folder = folder
         self.session = session
+        self.path = folder / "jobs.sqlite"
+        self.moved_aside: Path | None = None
+        """Where an unreadable store file found at start was moved, if one was."""
         folder.mkdir(parents=True, exist_ok=True)
         self._sessions = folder / "sessions"
         self._sessions.mkdir(exist_ok=True)
         self._session_lock = FileLock(self._sessions / f"{session}.lock")
         self._session_lock.acquire(timeout=0)
-        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self.closed = False
-        self._db = sqlite3.connect(
-            folder / "jobs.sqlite", check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN")
+        try:
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db, self._reader = self._open()
+            except StoreCorrupt as exc:
+                self._move_aside(exc)
+                self._db, self._reader = self._open()
+        except BaseException:
+            self._release_session()
+            raise
 
-    def write(self, jobs: Sequence[tuple], history: Iterable[tuple]) -> None:
-        """Upsert job rows (in ``JOB_COLUMNS`` order) and append history rows
-        ``(job_id, at, state, detail)`` in one transaction."""
-        with self._transaction() as db:
+    def _open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=WRITE_BUSY_TIMEOUT
+        )
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreCorrupt(check)
+        except sqlite3.OperationalError:  # locked, unreadable folder...: not the file's fault
+            db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreCorrupt(str(exc)) from exc
+        except BaseException:
+            db.close()
+            raise
+        reader = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=0.1
+        )
+        reader.row_factory = sqlite3.Row
+        return db, reader
+
+    def _move_aside(self, problem: StoreCorrupt) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        self.path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        self.moved_aside = aside
+        log.warning(
+            "the job store %s is not a readable database (%s): it was moved to %s and a fresh "
+            "store was started. Earlier job history is in the moved file: open it with the "
+            "sqlite3 tool to recover what it holds, or delete it.",
+            self.path,
+            problem,
+            aside,
+        )
+
+    def write(
+        self, jobs: Sequence[tuple], history: Iterable[tuple], interrupted: Iterable[str] = ()
+    ) -> None:
+        """Upsert job rows (in ``JOB_COLUMNS`` order), append history rows
+        ``(job_id, at, state, detail)`` and mark ``interrupted`` job ids, in one transaction.
+        Called from the writer thread only."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
             db.executemany(_UPSERT, jobs)
             db.executemany(_ADD_HISTORY, history)
+            now, state = time.time(), JobState.INTERRUPTED.value
+            db.executemany(_INTERRUPT, [(state, now, job_id) for job_id in interrupted])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
-    def mark_orphans_interrupted(self) -> list[str]:
-        """Mark interrupted the active jobs of sessions whose process is gone; return their ids."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT id, session FROM jobs WHERE state IN ({', '.join('?' * 3)})",
-                _ACTIVE_STATES,
-            ).fetchall()
+    def find_orphans(self) -> list[str]:
+        """The active jobs of sessions whose process is gone (their lock files are removed).
+
+        The caller has them marked interrupted through the writer."""
+        rows = self._read(
+            f"SELECT id, session FROM jobs WHERE state IN ({', '.join('?' * 3)})", _ACTIVE_STATES
+        )
         dead = {s for s in {row["session"] for row in rows} if not self._session_alive(s)}
-        orphans = [row["id"] for row in rows if row["session"] in dead]
-        now, interrupted = time.time(), JobState.INTERRUPTED.value
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
-                [(interrupted, now, job_id) for job_id in orphans],
-            )
-            db.executemany(
-                _ADD_HISTORY,
-                [(job_id, now, interrupted, "its process ended") for job_id in orphans],
-            )
         for session in dead:
             (self._sessions / f"{session}.lock").unlink(missing_ok=True)
+        orphans = [row["id"] for row in rows if row["session"] in dead]
         if orphans:
-            log.info("marked %d job(s) of ended sessions as interrupted", len(orphans))
+            log.info("marking %d job(s) of ended sessions as interrupted", len(orphans))
         return orphans
 
     def _session_alive(self, session: str) -> bool:
@@ -221,10 +315,13 @@ class JobStore:
         lock.release()
         return False
 
+    def _read(self, query: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._read_lock:
+            return self._reader.execute(query, args).fetchall()
+
     def get(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else JobRecord.from_row(row)
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.from_row(rows[0]) if rows else None
 
     def records(
         self, *, states: Iterable[JobState] | None = None, limit: int = 1000
@@ -236,54 +333,22 @@ class JobStore:
             query += f" WHERE state IN ({', '.join('?' * len(values))})"
             args = values
         query += " ORDER BY created_at DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(query, [*args, limit]).fetchall()
-        return [JobRecord.from_row(row) for row in rows]
+        return [JobRecord.from_row(row) for row in self._read(query, [*args, limit])]
 
     def history(self, job_id: str) -> list[tuple[float, JobState, str | None]]:
         """``(time, state, detail)`` of every state the job entered, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT at, state, detail FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
-            ).fetchall()
+        rows = self._read(
+            "SELECT at, state, detail FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
+        )
         return [(row["at"], JobState(row["state"]), row["detail"]) for row in rows]
 
     def close(self) -> None:
-        with self._lock:
+        with self._read_lock:
             self.closed = True
             self._db.close()
+            self._reader.close()
+        self._release_session()
+
+    def _release_session(self) -> None:
         self._session_lock.release()
         (self._sessions / f"{self.session}.lock").unlink(missing_ok=True)
-
-
-class StoreWriter:
-    """Writes batches to a store from one daemon thread, in order.
-
-    A daemon thread, for the reason :mod:`.threads` gives: a kernel must be able to exit.
-    """
-
-    def __init__(self, store: JobStore) -> None:
-        self._store = store
-        self._batches: queue.SimpleQueue[tuple[list, list] | threading.Event] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ipyjobs-store", daemon=True)
-        self._thread.start()
-
-    def submit(self, rows: list[tuple], history: list[tuple]) -> None:
-        self._batches.put((rows, history))
-
-    def flush(self) -> None:
-        """Wait until every batch submitted so far is written."""
-        done = threading.Event()
-        self._batches.put(done)
-        done.wait()
-
-    def _run(self) -> None:
-        while True:
-            batch = self._batches.get()
-            if isinstance(batch, threading.Event):
-                batch.set()
-                continue
-            try:
-                self._store.write(*batch)
-            except Exception:
-                log.exception("could not write the job store at %s", self._store.folder)

@@ -2,24 +2,30 @@
 
 One token per job. The job's async code calls ``await token.checkpoint()`` (usually through
 ``ctx.checkpoint()``); code in a worker thread calls the blocking ``token.check()``. Both raise
-:class:`~ipyjobs.engine.errors.JobCancelled` once a cancel was requested and wait while the job is
-paused. Requests (``request_pause`` and friends) are made on the event loop by the manager.
+:class:`~ipyjobs.engine.errors.Cancelled` (a ``BaseException``) once a cancel was requested, again
+at every later call (level-triggered), and wait while the job is paused. Requests
+(``request_pause`` and friends) are made on the manager's event loop.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
 
-from .errors import JobCancelled
+from .errors import Cancelled
+from .turns import HOLD_LIMIT, take_turn
 
 _current_token: contextvars.ContextVar[InterruptToken | None] = contextvars.ContextVar(
     "ipyjobs_current_token", default=None
 )
+
+#: How many raised ``Cancelled`` exceptions a token keeps, to tell where one was swallowed.
+_KEEP_RAISED = 4
 
 
 def current_token() -> InterruptToken | None:
@@ -43,6 +49,10 @@ class InterruptToken:
         self._parked = 0
         self._resume_event: anyio.Event | None = None
         self._on_park = on_park
+        self._held_since = time.monotonic()
+        self.raised: list[Cancelled] = []
+        """The first few ``Cancelled`` this token raised: if the job went on, their tracebacks
+        end where the job's code caught them."""
 
     @property
     def cancelled(self) -> bool:
@@ -83,17 +93,24 @@ class InterruptToken:
     # -- checks, made by the work ---------------------------------------------------------
 
     async def checkpoint(self) -> None:
-        """Raise ``JobCancelled`` if cancelled; while paused, wait (parked) for resume or cancel.
+        """Raise ``Cancelled`` if cancelled; while paused, wait (parked) for resume or cancel;
+        after holding the loop for more than a few milliseconds, let other tasks run.
 
-        On cancellation of the calling task while parked, the cancellation propagates as usual.
+        On cancellation of the calling task while waiting, the cancellation propagates as usual.
         """
-        while self._paused and not self._cancelled:
-            if self._resume_event is None:
-                self._resume_event = anyio.Event()
-            with self.parking():
-                await self._resume_event.wait()
-        if self._cancelled:
-            raise JobCancelled("the job was cancelled")
+        while True:
+            while self._paused and not self._cancelled:
+                if self._resume_event is None:
+                    self._resume_event = anyio.Event()
+                with self.parking():
+                    await self._resume_event.wait()
+                self._held_since = time.monotonic()
+            if self._cancelled:
+                self._raise()
+            if time.monotonic() - self._held_since <= HOLD_LIMIT:
+                return
+            await take_turn()  # a pause or cancel asked meanwhile is honoured on the next round
+            self._held_since = time.monotonic()
 
     def check(self) -> None:
         """Blocking twin of :meth:`checkpoint` for worker threads. Never call it on the loop."""
@@ -105,7 +122,18 @@ class InterruptToken:
                 finally:
                     self._parked -= 1
         if self._cancelled:
-            raise JobCancelled("the job was cancelled")
+            self._raise()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``Cancelled`` if a cancel was requested; never waits."""
+        if self._cancelled:
+            self._raise()
+
+    def _raise(self) -> None:
+        error = Cancelled("the job was cancelled")
+        if len(self.raised) < _KEEP_RAISED:
+            self.raised.append(error)
+        raise error
 
     @contextmanager
     def parking(self) -> Iterator[None]:

@@ -1,146 +1,107 @@
-"""OCR of image files and folders with Tesseract, as a resumable engine job.
+"""OCR of images, multi-page TIFFs and PDFs with Tesseract, as a resumable engine job.
 
 ::
 
     handle = ipyjobs.jobs().dispatch(OcrJob("scans/", languages="eng+deu", formats=["txt", "pdf"]))
 
-Each image gets ``<name>.<format>`` next to it (or below ``output_dir``) and a small
-``<name>.ipyjobs.json`` marker; running the job again skips the files whose outputs exist with
-the same settings, so an interrupted or cancelled job continues where it stopped.
+Every page is an item: pages of one document and of several run side by side (one
+single-threaded tesseract per worker), progress counts pages over the whole batch, a page that
+fails is reported and its document goes on. Each input gets ``<name>.<format>`` next to it (or
+below ``output_dir``; a PDF's searchable copy is ``<name>.ocr.pdf``) and a small
+``<name>.ipyjobs.json`` marker; running the job again skips the documents done with the same
+settings, and continues a document from the pages it had finished (see :mod:`.pages`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-import anyio
-
-from ..engine import Job, JobCancelled, JobContext, current_token
+from ..engine import Job, JobContext, current_token
 from ..models import ModelStore, ensure_tessdata
-from . import tesseract
-from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
-from .causes import FileFailed, check_space, tesseract_cause
-from .executor import Executor, LocalExecutor
-from .outputs import FileOutcome, Staging, already_done, process_file
+from . import pdf, tesseract
+from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems
+from .executor import Executor
+from .ocr_batch import run_batch
+from .outputs import already_done
+from .pages import MODES, Document, Settings
 
-#: Image types searched for in folders (files named explicitly are always taken).
-EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+#: File types searched for in folders (files named explicitly are always taken).
+EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "pdf")
 VARIANTS = ("fast", "best")
-NOT_AN_IMAGE = (
-    "not an image file: no PNG, JPEG, TIFF, BMP, GIF, WebP, JPEG 2000 or PNM header "
-    "(tesseract would read it as a list of image paths)"
-)
-
-
-@dataclass(frozen=True)
-class FileTask:
-    """One image's work, as plain data (so an executor may run it in another process)."""
-
-    image: Path
-    stem: Path
-    """Outputs are ``<stem>.<format>``."""
-    fingerprint: str
-    pages: int
-    tessdata: Path
-    languages: str
-    formats: tuple[str, ...]
-    psm: int | None
-    oem: int | None
-
-
-def ocr_file(task: FileTask, wait: bool = False) -> FileOutcome:
-    """OCR one image (in a worker thread): tesseract writes into the file's staging folder
-    beside the outputs, which are then committed with the done-marker (:mod:`.outputs`).
-
-    A failure returns tesseract's meaningful line and leaves no output. On cancel
-    (``JobCancelled`` from the running process) the staging folder is removed as well.
-    ``wait``: wait for another job's claim on the file rather than return ``busy``.
-    """
-    return process_file(task.image, task.stem, task.fingerprint, task.formats,
-                        partial(_ocr_into, task), wait)  # fmt: skip
-
-
-def _ocr_into(task: FileTask, staging: Staging) -> dict[str, Any]:
-    if not tesseract.is_image(task.image):
-        raise FileFailed(NOT_AN_IMAGE)
-    args = tesseract.command(
-        task.image,
-        staging.base,
-        tessdata=task.tessdata,
-        languages=task.languages,
-        formats=task.formats,
-        psm=task.psm,
-        oem=task.oem,
-    )
-    started = time.monotonic()
-    process = tesseract.run(args)
-    seconds = time.monotonic() - started
-    missing = [fmt for fmt in task.formats if not staging.output(fmt).is_file()]
-    if process.returncode or missing:
-        cause = tesseract_cause(process.stderr)
-        if cause is None:  # only chatter: a full disk says nothing else
-            check_space(staging.folder, f"outputs of {task.image.name}")
-            cause = f"tesseract failed (exit status {process.returncode}) without a reason"
-        if not process.returncode:
-            cause = f"tesseract wrote no {', '.join(missing)} output: {cause}"
-        raise FileFailed(cause, process.stderr)
-    return {"image": str(task.image), "pages": task.pages, "seconds": round(seconds, 3)}
 
 
 @dataclass
 class OcrJob(Job, kind="media.ocr"):
-    """Recognise the text of image files (and folders of them, searched recursively).
+    """Recognise the text of images, multi-page TIFFs and PDFs (and folders of them, searched
+    recursively), page by page.
 
-    Tesseract runs as one single-threaded process per worker, ``workers`` files at a time. The
-    language data comes from :func:`~ipyjobs.models.ensure_tessdata`: missing languages are
-    downloaded as shared child jobs. A file tesseract cannot read is reported with
+    Tesseract runs as one single-threaded process per worker, ``workers`` pages at a time. The
+    language data comes from :func:`~ipyjobs.models.ensure_tessdata` (with ``osd`` when
+    ``rotate_pages``): missing data is downloaded as shared child jobs. A page tesseract cannot
+    read, or a file that cannot be opened (an encrypted PDF...), is reported with
     ``ctx.item_failed`` and the job goes on (it completes with ``error_count > 0``).
+
+    A PDF page that is one scanned image is read at that image's own resolution, any other page
+    is rendered at ``dpi``. The searchable PDF keeps the original pages as they are and lays
+    tesseract's invisible text over them.
 
     Each file's outputs are committed with its done-marker, or none is left (:mod:`.outputs`);
     any error of one file (a full disk, a name too long, ...) fails that file only, with its
-    cause in one line. A file another kernel is working on is left to it (per-file claim) and
+    cause in one line. An image another kernel is working on is left to it (per-file claim) and
     looked at again at the end. Inputs, formats and languages are checked before any download.
 
-    Cancel: running tesseract processes are killed and reaped within about 50 ms, their
-    temporary outputs removed; files finished before keep their outputs. A killed kernel takes
-    its tesseract processes with it; the next run removes what it left. Pause: no new file is
-    started, the running ones finish, then the job waits. Running the job again, or
-    ``manager.resume(job_id)`` after an interruption, skips the finished files.
+    Cancel: running tesseract processes are killed and reaped within about 50 ms; documents not
+    finished leave nothing behind (no output, no page results); documents finished before keep
+    their outputs. Pause: no new page is started, the running ones finish, then the job waits.
+    Running the job again, or ``manager.resume(job_id)`` after an interruption, skips the
+    finished documents and the finished pages of the others.
 
-    The output is a dict: ``files``, ``done``, ``failed``, ``skipped``, ``pages`` (pages of the
-    files done), ``seconds``, ``outputs`` (paths written by this run) and ``tessdata``.
+    The output is a dict: ``files``, ``done``, ``failed``, ``skipped`` (documents), ``pages``
+    (pages read by this run), ``seconds``, ``outputs`` (paths written by this run) and
+    ``tessdata``.
     """
 
     resumable = True
     group = "ocr"
-    #: Where per-file work runs; ``None``: a :class:`LocalExecutor` with ``workers`` threads.
+    #: Where per-page work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
     #: A class attribute, not a parameter, so the job's parameters stay plain data.
     executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
-    """An image file or folder, or a list of them."""
+    """An image or PDF file or a folder, or a list of them."""
     languages: str = "eng"
     """Tesseract language codes joined by ``+``: ``"eng+deu"``."""
     variant: str = "fast"
     """``fast`` or ``best`` language data."""
     output_dir: str | None = None
     """Where outputs go, keeping the layout below each input folder; ``None``: next to each
-    image."""
+    input."""
     formats: tuple[str, ...] | list[str] = ("txt",)
-    """Any of ``txt``, ``hocr``, ``tsv``, ``pdf`` (a searchable PDF)."""
+    """Any of ``txt`` (a form feed ends each page), ``hocr``, ``tsv`` (one file per document,
+    a section per page), ``pdf`` (a searchable PDF)."""
     psm: int | None = None
     """Tesseract's page segmentation mode (0-13); ``None``: its default."""
     oem: int | None = None
     """Tesseract's engine mode (0-3); ``None``: its default."""
     extensions: tuple[str, ...] | list[str] = EXTENSIONS
     workers: int | None = None
-    """Files processed at once; ``None``: the executor's size (``os.cpu_count()`` locally)."""
+    """Pages processed at once; ``None``: the executor's size (``os.cpu_count()`` locally)."""
+    dpi: int = 300
+    """Resolution PDF pages are rendered at when they are not one scanned image."""
+    mode: str = "skip"
+    """PDF pages that already have text: ``skip`` keeps them as they are and uses their text;
+    ``redo`` replaces an earlier OCR layer (invisible text) and keeps pages with visible text;
+    ``force`` OCRs every page, turning pages with visible text into pictures (OCRmyPDF's
+    ``--skip-text``, ``--redo-ocr``, ``--force-ocr``)."""
+    rotate_pages: bool = False
+    """Turn pages whose text is sideways or upside down upright (tesseract's orientation
+    detection; the ``osd`` data is fetched like a language)."""
 
     def __post_init__(self) -> None:
         self.inputs = as_inputs(self.inputs)
@@ -159,6 +120,10 @@ class OcrJob(Job, kind="media.ocr"):
                 raise ValueError(f"{name} must be an integer from 0 to {highest}, got {value!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not isinstance(self.dpi, int) or not 50 <= self.dpi <= 1200:
+            raise ValueError(f"dpi must be an integer from 50 to 1200, got {self.dpi!r}")
 
     @property
     def _paths(self) -> list[str]:
@@ -173,30 +138,62 @@ class OcrJob(Job, kind="media.ocr"):
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         started = time.monotonic()
         version = await ctx.run_sync(tesseract.tesseract_version)  # fails first if it is missing
-        files = await find_inputs(ctx, self._paths, self.extensions, "image")
+        found = await find_inputs(ctx, self._paths, self.extensions, "image or PDF")
+        files = await ctx.run_sync(self._without_own_files, found)
         store = ModelStore.at(ctx.manager.home)
         self._check_languages(store)
-        folder = await ensure_tessdata(ctx, self.languages, self.variant)
+        codes = self.languages.split("+") + (["osd"] if self.rotate_pages else [])
+        folder = await ensure_tessdata(ctx, codes, self.variant)
         with ExitStack() as using:  # the language data cannot be deleted meanwhile
-            for code in self.languages.split("+"):
+            for code in codes:
                 using.enter_context(store.using(store.catalog.tessdata(code, self.variant)))
-            settings = {
+            settings = Settings(
+                folder,
+                self.languages,
+                tuple(self.formats),
+                self.psm,
+                self.oem,
+                self.dpi,
+                self.mode,
+                self.rotate_pages,
+            )
+            stamp = {
                 "tesseract": version,
                 "languages": self.languages,
                 "variant": self.variant,
                 "psm": self.psm,
                 "oem": self.oem,
                 "formats": sorted(self.formats),
+                "dpi": self.dpi,
+                "mode": self.mode,
+                "rotate_pages": self.rotate_pages,
             }
-            todo, skipped = await ctx.run_sync(self._plan, files, folder, settings)
-            result = await self._run_files(ctx, todo, skipped)
+            todo, skipped = await ctx.run_sync(self._plan, files, stamp)
+            result = await run_batch(ctx, settings, self.executor, self.workers, todo, skipped)
         result.update(files=len(files), seconds=round(time.monotonic() - started, 3))
         result["tessdata"] = str(folder)
         ctx.log(
             f"OCR of {len(files)} files: {result['done']} done, {result['failed']} failed, "
-            f"{result['skipped']} skipped, in {result['seconds']:.1f} s"
+            f"{result['skipped']} skipped, {result['pages']} pages read in "
+            f"{result['seconds']:.1f} s"
         )
         return result
+
+    def _without_own_files(self, files: list[Path]) -> list[Path]:
+        """The files found, without what this job writes into the input folders: hidden files
+        and folders (work and staging folders) and its outputs (a searchable ``x.ocr.pdf``, an
+        image's ``x.pdf``), which its markers list. Files named explicitly are kept."""
+        named = {Path(p).expanduser() for p in self._paths}
+        folders = [root for root in named if root.is_dir()]
+        files = [f for f in files if f in named or not any(_hidden(f, r) for r in folders)]
+        outputs: set[Path] = set()
+        for folder in {f.parent for f in files if f not in named}:
+            for marker in folder.glob("*.ipyjobs.json"):
+                try:
+                    outputs.update(Path(p) for p in json.loads(marker.read_text())["outputs"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+        return [f for f in files if f in named or f not in outputs]
 
     def _check_languages(self, store: ModelStore) -> None:
         """Unknown language codes are refused with the valid ones, before any download."""
@@ -210,92 +207,45 @@ class OcrJob(Job, kind="media.ocr"):
             )
 
     def _plan(
-        self, files: list[Path], folder: Path, settings: dict[str, Any]
-    ) -> tuple[list[FileTask], list[FileTask]]:
-        """Split the files into those to do and those done before with the same settings."""
+        self, files: list[Path], settings: dict[str, Any]
+    ) -> tuple[list[Document], list[Document]]:
+        """Split the files into documents to do and those done before with the same settings."""
         token = current_token()
         output_dir = None if self.output_dir is None else Path(self.output_dir).expanduser()
-        todo, skipped = [], []
-        for image, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
+        todo: list[Document] = []
+        skipped: list[Document] = []
+        for path, stem in zip(files, output_stems(files, output_dir, self._paths), strict=True):
             if token is not None:
                 token.check()
             try:
-                stat = image.stat()
-                stamp = {"image": image.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                stat = path.stat()
+                stamp = {"image": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             except OSError:  # gone meanwhile: its work reports why
-                stamp = {"image": image.name}
-            task = FileTask(
-                image,
-                stem,
-                fingerprint({**settings, **stamp}),
-                tesseract.page_count(image),
-                folder,
-                self.languages,
-                tuple(self.formats),
-                self.psm,
-                self.oem,
-            )
-            done = already_done(stem, task.fingerprint)
-            (skipped if done else todo).append(task)
+                stamp = {"image": path.name}
+            kind, pages, error = _look_at(path)
+            document = Document(path, stem, kind, pages, fingerprint({**settings, **stamp}), error)
+            done = error is None and already_done(stem, document.fingerprint)
+            (skipped if done else todo).append(document)
         return todo, skipped
 
-    async def _run_files(
-        self, ctx: JobContext, todo: list[FileTask], skipped: list[FileTask]
-    ) -> dict[str, Any]:
-        executor = self.executor or LocalExecutor(self.workers)
-        size = self.workers or executor.workers
-        total = sum(t.pages for t in todo) + sum(t.pages for t in skipped)
-        counts = {"done": 0, "failed": 0, "skipped": len(skipped), "pages": 0}
-        progressed = sum(t.pages for t in skipped)
-        outputs: list[str] = []
-        ctx.progress(progressed, total, unit="pages")
-        if skipped:
-            ctx.log(f"{len(skipped)} files already done with these settings: skipped")
 
-        busy: list[FileTask] = []
-
-        async def one(task: FileTask, wait: bool) -> None:
-            nonlocal progressed
-            try:
-                outcome = await run_file(ctx, executor, task.image, ocr_file, task, wait)
-            except JobCancelled:
-                return  # the job is being cancelled; the checkpoint below raises it once
-            finally:
-                slots.release()
-            if outcome.status == "busy":
-                busy.append(task)
-                return
-            counts[outcome.status] += 1
-            if outcome.status == "done":
-                counts["pages"] += task.pages
-                outputs.extend(outcome.outputs)
-            progressed += task.pages
-            ctx.progress(progressed, total)
-
-        slots = anyio.Semaphore(size)
-        # Then the files another job held: wait for each, and do it if it is still not done.
-        for batch, wait in ((todo, False), (busy, True)):
-            async with anyio.create_task_group() as tg:
-                for task in list(batch):
-                    await _take_slot(ctx, slots, size)
-                    ctx.progress(item=task.image.name)
-                    tg.start_soon(one, task, wait)
-        await ctx.checkpoint()
-        return {**counts, "outputs": outputs}
+def _hidden(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root) and any(
+        part.startswith(".") for part in path.relative_to(root).parts
+    )
 
 
-async def _take_slot(ctx: JobContext, slots: anyio.Semaphore, size: int) -> None:
-    """Wait for a free worker, then honour cancel and pause. While paused, first let every
-    running file finish, so that a paused job has no tesseract running."""
-    await slots.acquire()
-    while ctx.token.paused and not ctx.token.cancelled:
-        held = 1
+def _look_at(path: Path) -> tuple[str, int, str | None]:
+    """The kind of document, its page count, and why it cannot be read (or ``None``)."""
+    try:
+        with open(path, "rb") as file:
+            is_pdf = file.read(1024).lstrip().startswith(b"%PDF")
+    except OSError:  # unreadable: its work reports why, as for any file
+        return "image", 1, None
+    if is_pdf or path.suffix.lower() == ".pdf":
         try:
-            while held < size:
-                await slots.acquire()
-                held += 1
-            await ctx.checkpoint()
-        finally:
-            for _ in range(held - 1):
-                slots.release()
-    await ctx.checkpoint()
+            return "pdf", pdf.page_count(path), None
+        except pdf.PdfInputError as exc:
+            return "pdf", 1, str(exc)
+    pages = tesseract.page_count(path)
+    return ("tiff" if pages > 1 else "image"), pages, None

@@ -28,7 +28,7 @@ from ..models import ModelStore, ensure_converted, ensure_model
 from . import faster_runtime, whisper_runtime
 from .audio import SAMPLE_RATE, load_audio
 from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 from .outputs import Staging, already_done, process_file
 from .whisper_runtime import language_code
 
@@ -71,7 +71,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
     resumable = True
     group = "transcribe"
-    executor: ClassVar[Executor] = LocalExecutor(workers=1)
+    #: Where per-file work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
+    executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
     model: str = "base"
@@ -205,7 +206,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
             work = partial(_transcribe_file, engine, model_path, device, load_with, file,
                            self.formats, options, on_progress)  # fmt: skip
-            outcome = await run_file(ctx, self.executor, file, process_file,
+            outcome = await run_file(ctx, self.executor or ctx.manager.executor, file, process_file,
                                      file, stem, stamp, self.formats, work, wait)  # fmt: skip
             if outcome.status == "busy":
                 busy.append(index)

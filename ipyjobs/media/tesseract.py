@@ -9,11 +9,13 @@ with the kernel.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import children
+from .causes import FileFailed, check_space, tesseract_cause
 
 #: Output formats, each a config file in the tessdata folder's ``configs/``.
 FORMATS = ("txt", "hocr", "tsv", "pdf")
@@ -102,16 +104,41 @@ def command(
     formats: Sequence[str],
     psm: int | None = None,
     oem: int | None = None,
+    dpi: int | None = None,
+    text_only_pdf: bool = False,
 ) -> list[str]:
-    """``tesseract <image> <base> --tessdata-dir D -l L [--psm N] [--oem N] <formats...>``:
-    writes ``<base>.<format>`` for each format."""
+    """``tesseract <image> <base> --tessdata-dir D -l L [--psm N] [--oem N] [--dpi N]
+    <formats...>``: writes ``<base>.<format>`` for each format. ``text_only_pdf``: the PDF holds
+    the invisible text alone (a layer for an existing page), not the image."""
     args = [tesseract_cmd(), str(image), str(base), "--tessdata-dir", str(tessdata)]
     args += ["-l", languages]
-    if psm is not None:
-        args += ["--psm", str(psm)]
-    if oem is not None:
-        args += ["--oem", str(oem)]
+    for option, value in (("--psm", psm), ("--oem", oem), ("--dpi", dpi)):
+        if value is not None:
+            args += [option, str(value)]
+    if text_only_pdf:
+        args += ["-c", "textonly_pdf=1"]
     return [*args, *formats]
+
+
+#: Below this OSD confidence a page is left as it is (a page with little text guesses).
+ORIENTATION_CONFIDENCE = 3.0
+
+
+def orientation(image: Path, tessdata: Path, dpi: int | None = None) -> int:
+    """How many degrees clockwise the picture must turn for its text to stand upright (0, 90,
+    180 or 270), by tesseract's orientation detection (``osd`` data). 0 when the page has too
+    little text to tell or the guess is weak. Cancel: as :func:`run`."""
+    args = [tesseract_cmd(), str(image), "stdout", "--tessdata-dir", str(tessdata)]
+    args += ["--psm", "0", "-l", "osd"]
+    if dpi is not None:
+        args += ["--dpi", str(dpi)]
+    process = run(args)
+    found = dict(re.findall(r"^(Rotate|Orientation confidence):\s*([\d.]+)", process.stdout, re.M))
+    if process.returncode or "Rotate" not in found:
+        return 0  # "Too few characters", a blank page: nothing to turn
+    if float(found.get("Orientation confidence", 0)) < ORIENTATION_CONFIDENCE:
+        return 0
+    return int(found["Rotate"]) % 360
 
 
 def run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -125,3 +152,19 @@ def run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
         process.stdout.decode("utf-8", "replace"),
         process.stderr.decode("utf-8", "replace"),
     )
+
+
+def run_checked(args: Sequence[str], outputs: Sequence[Path], folder: Path, name: str) -> None:
+    """:func:`run`, then :class:`~.causes.FileFailed` with tesseract's meaningful line if it
+    failed or did not write every one of ``outputs``. ``folder`` (where it wrote) is checked
+    for a full disk when tesseract gives no reason; ``name`` names the input in messages."""
+    process = run(args)
+    missing = [path.name for path in outputs if not path.is_file()]
+    if process.returncode or missing:
+        cause = tesseract_cause(process.stderr)
+        if cause is None:  # only chatter: a full disk says nothing else
+            check_space(folder, f"outputs of {name}")
+            cause = f"tesseract failed (exit status {process.returncode}) without a reason"
+        if not process.returncode:
+            cause = f"tesseract wrote no {', '.join(missing)}: {cause}"
+        raise FileFailed(cause, process.stderr)

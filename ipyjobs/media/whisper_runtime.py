@@ -46,6 +46,7 @@ class _JobProgressBar:
             self._fallback.update(n)
             return
         self.n += n
+        assert self._report is not None  # no fallback bar: a job receives the frames
         self._report(self.n, self.total)
         token = current_token()
         if token is not None:
@@ -63,7 +64,7 @@ def _install() -> None:
     # ``whisper.transcribe`` is also the name of a function the package exports: go by module.
     module = importlib.import_module("whisper.transcribe")
     if not getattr(module.tqdm, "_ipyjobs", False):
-        module.tqdm = types.SimpleNamespace(tqdm=_JobProgressBar, _ipyjobs=True)
+        module.tqdm = types.SimpleNamespace(tqdm=_JobProgressBar, _ipyjobs=True)  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -6,11 +6,13 @@ from .convert import ConversionFailed, ConvertModel, ensure_converted
 from .ensure import DownloadModel, VerifyModel, ensure_model, ensure_tessdata
 from .errors import (
     ChecksumMismatch,
+    CorruptStoreFile,
     DownloadError,
     InvalidModelEntry,
     ModelError,
     ModelInUse,
     NotEnoughSpace,
+    NotTheModel,
     OfflineError,
     UnknownModel,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConversionFailed",
     "ConvertModel",
+    "CorruptStoreFile",
     "DownloadError",
     "DownloadModel",
     "InvalidModelEntry",
@@ -34,6 +37,7 @@ __all__ = [
     "ModelInfo",
     "ModelStore",
     "NotEnoughSpace",
+    "NotTheModel",
     "OfflineError",
     "UnknownModel",
     "VerifyModel",

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import InvalidModelEntry, UnknownModel
+from .diskio import replace_text
+from .errors import CorruptStoreFile, InvalidModelEntry, UnknownModel
 from .settings import mirror
 
 WHISPER = "whisper"
@@ -299,16 +300,26 @@ class Catalog:
         return entry
 
     def load_custom(self, path: Path) -> None:
-        """Register the entries saved in ``path`` (a JSON list), skipping none silently."""
-        if path.exists():
-            for fields in json.loads(path.read_text()):
+        """Register the entries saved in ``path`` (a JSON list), skipping none silently: a file
+        that cannot be read so raises ``CorruptStoreFile`` naming it, the fault and the fix."""
+        if not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            if not isinstance(saved, list):
+                raise ValueError("it is not a JSON list of entries")
+            for fields in saved:
                 fields["aliases"] = tuple(fields.get("aliases", ()))
                 fields["files"] = tuple(fields.get("files", ()))
                 self.register(ModelEntry(**fields))
+        except (ValueError, TypeError, AttributeError) as exc:  # JSON, fields, InvalidModelEntry
+            raise CorruptStoreFile(
+                f"your own model entries in {path} cannot be read ({exc}). Fix the file (a JSON "
+                "list of entries as ModelStore.register writes them), or move it away to start "
+                "without your own entries; the built-in models do not need it."
+            ) from exc
 
     def save_custom(self, path: Path) -> None:
         custom = [asdict(e) for e in self._entries.values() if e.custom and not e.converted_from]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(custom, indent=1))
-        tmp.replace(path)
+        replace_text(path, json.dumps(custom, indent=1))

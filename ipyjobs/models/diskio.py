@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..engine.diskspace import is_no_space, no_space_left
 from ..engine.threads import run_in_thread
 
 if TYPE_CHECKING:
@@ -236,13 +237,30 @@ class BatchWriter:
                         else:  # bytes after a failed write are not wanted
                             await self._part.drop_hash(hashing)
                     except Exception as exc:
-                        self._error = exc
+                        # Without its traceback: the frames in it hold slices of the buffer,
+                        # which could then never be closed (BufferError hiding this error).
+                        self._error = exc.with_traceback(None)
                     finally:
                         self._queued -= len(view)
                         buffer = view.obj
                         view.release()
                         self._free.append(buffer)  # type: ignore[arg-type]
                         self._available.release()
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (through ``<name>.tmp``): a crash or a full
+    disk leaves the old file whole and no temporary file behind. A full disk raises
+    :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` naming it."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if is_no_space(exc):
+            raise no_space_left(path.parent, f"writing {path.name}") from exc
+        raise
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

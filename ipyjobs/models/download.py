@@ -26,7 +26,6 @@ and the lock is released: the next call resumes from there.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +57,8 @@ class Transfer:
     sha256: str | None
     """Expected SHA-256 (hex); ``None``: computed and returned, not checked."""
     size: int | None
-    """Expected size, if known: for the free-space check and as progress total."""
+    """The file's exact size, if known: checked (a body of another size is not the file), and
+    used for the free-space check and as progress total."""
     label: str
     """What the file is, for messages: ``"whisper model tiny.en"``."""
 
@@ -95,11 +95,6 @@ class RetryPolicy:
     fast link more connections only cost CPU. 0: always."""
 
 
-def disk_free(path: Path) -> int:
-    """Free bytes on the file system holding ``path``; tests replace this function."""
-    return shutil.disk_usage(path).free
-
-
 def partial_size(dest: Path) -> int:
     """Bytes of ``dest`` already in its partial download (0 if there is none)."""
     dest = Path(dest)
@@ -119,8 +114,10 @@ async def fetch(
     """Download ``transfer.url`` to ``transfer.dest``, resuming any partial download of it.
 
     Returns once ``dest`` holds the complete file with the expected SHA-256. Raises
-    ``DownloadError`` (after retries, or at once on 404 and similar), ``ChecksumMismatch`` (the
-    partial file is deleted, nothing is kept), ``NotEnoughSpace``, or ``JobCancelled``.
+    ``DownloadError`` (after retries, or at once on 404 and similar), ``NotTheModel`` (an HTML
+    page, or another size than ``transfer.size``), ``ChecksumMismatch``, ``NotEnoughSpace`` (in
+    these three cases nothing is kept), or ``JobCancelled``. Without an expected hash or size,
+    any body that is not HTML is taken (and its hash returned).
 
     While another process downloads the same ``dest``, waits (pause and cancel still act), then
     returns that result without fetching. An existing ``dest`` counts as done only if its
@@ -139,9 +136,7 @@ async def fetch(
                 return TransferResult(dest, digest, size, received=0, resumed_from=0)
             log.warning("%s has SHA-256 %s, not %s: downloading it again", dest, digest, expected)
         async with _client(client, policy) as http:
-            download = Download(
-                transfer, expected, ctx, http, policy, free_space=lambda path: disk_free(path)
-            )
+            download = Download(transfer, expected, ctx, http, policy)
             digest, size = await download.run()
     return TransferResult(dest, digest, size, download.received, download.resumed_from)
 
@@ -180,4 +175,4 @@ async def _client(
         yield own
 
 
-__all__ = ["RetryPolicy", "Transfer", "TransferResult", "disk_free", "fetch", "partial_size"]
+__all__ = ["RetryPolicy", "Transfer", "TransferResult", "fetch", "partial_size"]

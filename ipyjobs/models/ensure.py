@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Job, JobContext, JobHandle, JobState
+from ..engine.diskspace import NoSpaceLeft
 from ..engine.handle import error_text
 from .catalog import WHISPER, ModelEntry
 from .diskio import sha256_of
 from .download import RetryPolicy, Transfer, fetch
-from .errors import DownloadError, OfflineError
+from .errors import DownloadError, NotEnoughSpace, OfflineError
 from .settings import MIRROR_VARIABLE, OFFLINE_VARIABLE, offline
-from .store import ModelStore
+from .store import ModelStore, vouches
 
 #: How downloads retry; tests and closed networks may set shorter waits.
 retry_policy = RetryPolicy()
@@ -35,12 +36,6 @@ def offline_error(store: ModelStore, entry: ModelEntry) -> OfflineError:
         f"{entry.file}{expected} to {store.folder / entry.family / entry.file}{elsewhere}, or "
         f"unset {OFFLINE_VARIABLE}, or set {MIRROR_VARIABLE} to a mirror this machine reaches."
     )
-
-
-def _reusable(entry: ModelEntry, sha256: str, size: int) -> bool:
-    if entry.sha256 is not None:
-        return sha256 == entry.sha256
-    return entry.size is None or size == entry.size
 
 
 @dataclass
@@ -95,7 +90,7 @@ class DownloadModel(Job, kind="models.download"):
         for candidate, source in store.reuse_candidates(entry):
             ctx.progress(message=f"checking {candidate}")
             sha256, size = await sha256_of(candidate)
-            if not _reusable(entry, sha256, size):
+            if not vouches(entry, sha256, size):
                 ctx.log(f"{candidate} is not {entry.label} (SHA-256 {sha256}); not reused")
                 continue
             path = candidate
@@ -121,7 +116,9 @@ async def _wait_for_download(ctx: JobContext, entry: ModelEntry, handle: JobHand
                 f"Model download was cancelled: {entry.label} (job {handle.id}); "
                 "run again to resume it from where it stopped"
             ) from exc
-        raise DownloadError(f"Model download failed: {error_text(exc)}") from exc
+        # A full disk stays a NoSpaceLeft for the waiter: one except catches every full disk.
+        error = NotEnoughSpace if isinstance(exc, NoSpaceLeft) else DownloadError
+        raise error(f"Model download failed: {error_text(exc)}") from exc
 
 
 async def ensure_model(ctx: JobContext, name: str) -> Path:

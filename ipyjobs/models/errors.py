@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..engine import JobError
+from ..engine.diskspace import NoSpaceLeft
 
 
 class ModelError(JobError):
@@ -18,6 +19,11 @@ class UnknownModel(ModelError, KeyError):
 
 class InvalidModelEntry(ModelError, ValueError):
     """A catalog entry (usually a user's own) is malformed: bad file name, hash, URL or size."""
+
+
+class CorruptStoreFile(ModelError):
+    """A file of the model store that cannot be rebuilt (your own entries) is unreadable; the
+    message names it and says how to fix it."""
 
 
 class ModelInUse(ModelError):
@@ -36,5 +42,12 @@ class ChecksumMismatch(DownloadError):
     """The downloaded bytes do not have the expected SHA-256; the file was deleted."""
 
 
-class NotEnoughSpace(DownloadError):
-    """The disk has less free space than the download needs."""
+class NotEnoughSpace(DownloadError, NoSpaceLeft):
+    """The disk has less free space than the download needs, or filled up during it. Also a
+    :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` (and an ``OSError`` with ``ENOSPC``), so one
+    ``except NoSpaceLeft`` catches every full disk."""
+
+
+class NotTheModel(DownloadError):
+    """The server sent something that is clearly not the model (an HTML page, another size);
+    nothing was kept."""

@@ -93,8 +93,25 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def untrusted_certificate(exc: BaseException) -> bool:
+    """Whether a request failed because the server's TLS certificate is not trusted (no retry
+    can fix that)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def describe(exc: BaseException, policy: RetryPolicy) -> str:
     """What went wrong with a request, for messages: ``"no data for 30 s (stalled)"``."""
+    if untrusted_certificate(exc):
+        return (
+            f"the server's certificate is not trusted ({exc}). If your network inspects HTTPS "
+            "with its own certificate authority, point SSL_CERT_FILE at that authority's "
+            "certificate (a PEM file), or set IPYJOBS_MODEL_MIRROR to a mirror you trust"
+        )
     if isinstance(exc, httpx.ReadTimeout):
         return f"no data for {policy.stall_timeout:g} s (stalled)"
     if isinstance(exc, httpx.ConnectTimeout):

@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 
 from ..engine.threads import run_in_thread
-from .diskio import HASH_STEP, DiskFile
+from .diskio import HASH_STEP, DiskFile, replace_text
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ def part_path(dest: Path) -> Path:
 
 def sidecar_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
+
+
+def partial_files(dest: Path) -> tuple[Path, Path, Path]:
+    """Every file a partial download of ``dest`` may leave: the part file, its sidecar, and the
+    sidecar's temporary copy (:func:`~.diskio.replace_text`; left if the process died while
+    writing it)."""
+    sidecar = sidecar_path(dest)
+    return part_path(dest), sidecar, sidecar.with_name(sidecar.name + ".tmp")
 
 
 @dataclass
@@ -116,7 +124,10 @@ class Sidecar:
         data = json.loads(text)
         if data.pop("version", None) != _SIDECAR_VERSION:
             raise ValueError("unknown sidecar version")
-        data["segments"] = [Segment(*map(_int_or_none, s)) for s in data["segments"]]
+        data["segments"] = [
+            Segment(int(start), _int_or_none(end), int(done))
+            for start, end, done in data["segments"]
+        ]
         return cls(**data)
 
 
@@ -210,7 +221,7 @@ class PartFile:
             self.file.truncate(state.total)
         self.state = state
         self._forget_bytes()
-        self.sidecar.write_text(state.to_json())
+        replace_text(self.sidecar, state.to_json())
 
     def reset(self) -> None:
         """Forget everything received: the next pass starts from byte 0."""
@@ -307,9 +318,7 @@ class PartFile:
 
     def _sync_blocking(self, text: str) -> None:
         self.file.sync()
-        temporary = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.sidecar)
+        replace_text(self.sidecar, text)
         # Synced and hashed bytes are not needed in memory: dropping what the page cache holds
         # of them keeps a multi-GB download from pushing out everything else.
         hashed = self._hashed
@@ -325,6 +334,10 @@ class PartFile:
         await self._hash_from_disk(size)
         await run_in_thread(self._trim_and_fsync, size)
         return self._hash.hexdigest(), size
+
+    async def read_start(self, count: int) -> bytes:
+        """The first ``count`` bytes of the part file (to recognise what it is)."""
+        return await run_in_thread(os.pread, self.file.fd, count, 0)
 
     def _trim_and_fsync(self, size: int) -> None:
         if self.file.size() != size:
@@ -353,7 +366,7 @@ class PartFile:
         """Close and delete the part file and its sidecar."""
         self.close()
         self.state = None
-        for path in (self.path, self.sidecar):
+        for path in partial_files(self.dest):
             path.unlink(missing_ok=True)
 
 

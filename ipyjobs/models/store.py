@@ -34,8 +34,9 @@ from filelock import FileLock
 
 from ..engine import data_home
 from .catalog import TESSDATA_BEST, TESSDATA_FAST, WHISPER, Catalog, ModelEntry
-from .diskio import sha256_of
+from .diskio import replace_text, sha256_of
 from .errors import ModelInUse
+from .partfile import partial_files
 
 if TYPE_CHECKING:
     from ..engine import JobHandle
@@ -60,6 +61,10 @@ _CONFIGS = {
 }
 
 
+#: What every manifest record holds.
+_RECORD_KEYS = frozenset({"path", "sha256", "size", "mtime_ns", "source"})
+
+
 def whisper_cache() -> Path:
     """Where openai-whisper keeps its downloads: ``$XDG_CACHE_HOME/whisper`` or ``~/.cache``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -71,6 +76,17 @@ def system_tessdata() -> list[Path]:
     prefix = os.environ.get("TESSDATA_PREFIX")
     folders = [Path(prefix)] if prefix else []
     return [f for f in (*folders, *SYSTEM_TESSDATA) if f.is_dir()]
+
+
+def vouches(entry: ModelEntry, sha256: str, size: int) -> bool:
+    """Whether a file with this hash and size is ``entry``: its SHA-256 matches, or (none known)
+    its size matches the exact size known. Without either, any file is taken (the HTML checks
+    of the download are then all there is) and its hash recorded for later checks."""
+    if entry.sha256 is not None:
+        return sha256 == entry.sha256
+    if entry.size is not None and entry.size_exact:
+        return size == entry.size
+    return True
 
 
 @dataclass(frozen=True)
@@ -178,24 +194,57 @@ class ModelStore:
                 shutil.copyfile(system_font, font)
 
     def reuse_candidates(self, entry: ModelEntry) -> list[tuple[Path, str]]:
-        """Files already on the machine that may be ``entry``: (path, source). Whisper's cache
-        for checkpoints; system folders for fast Tesseract data (Debian ships the fast variant)."""
+        """Files already on the machine that may be ``entry``: (path, source). First the store's
+        own file, if the manifest does not vouch for it (the manifest was lost, or the user
+        copied the file in); then whisper's cache for checkpoints, and system folders for fast
+        Tesseract data (Debian ships the fast variant)."""
+        own = self.folder / entry.family / entry.file
+        candidates = [(own, "download")] if own.is_file() else []
         if entry.family == WHISPER:
-            candidate = self.whisper_cache / entry.file
-            return [(candidate, "whisper-cache")] if candidate.is_file() else []
-        if entry.family == TESSDATA_FAST:
-            return [
-                (folder / entry.file, "system")
-                for folder in self.system_tessdata
-                if (folder / entry.file).is_file()
-            ]
-        return []
+            candidates.append((self.whisper_cache / entry.file, "whisper-cache"))
+        elif entry.family == TESSDATA_FAST:
+            candidates.extend((folder / entry.file, "system") for folder in self.system_tessdata)
+        return [(path, source) for path, source in candidates if path.is_file()]
 
     # -- the manifest of verified files ----------------------------------------------------
 
     def _read_manifest(self) -> dict[str, dict[str, Any]]:
+        """The manifest; an unreadable one is set aside (see :meth:`_set_aside`)."""
         path = self.folder / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            manifest = json.loads(text)
+            if not isinstance(manifest, dict) or not all(
+                isinstance(record, dict) and record.keys() >= _RECORD_KEYS
+                for record in manifest.values()
+            ):
+                raise ValueError("not a map of model ids to records of verified files")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+            return self._set_aside(path, text, exc)
+        return manifest
+
+    def _set_aside(self, path: Path, text: bytes, error: ValueError) -> dict[str, dict[str, Any]]:
+        """Move an unreadable manifest to ``manifest.json.corrupt`` and start an empty one.
+        Nothing is lost: a model file still on disk is hashed (not downloaded) when next
+        ensured, and recorded again if it is the right file."""
+        aside = path.with_name(path.name + ".corrupt")
+        with self._manifest_lock:
+            try:
+                if path.read_bytes() == text:  # not already replaced by another process
+                    os.replace(path, aside)
+            except FileNotFoundError:
+                pass
+        log.warning(
+            "the model manifest %s was unreadable (%s) and was moved to %s; models on disk are "
+            "verified again (hashed, not downloaded) when next used",
+            path,
+            error,
+            aside,
+        )
+        return {}
 
     def _update_manifest(self, entry_id: str, record: dict[str, Any] | None) -> None:
         with self._manifest_lock:
@@ -204,9 +253,9 @@ class ModelStore:
                 manifest.pop(entry_id, None)
             else:
                 manifest[entry_id] = record
-            tmp = self.folder / "manifest.json.tmp"
-            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            tmp.replace(self.folder / "manifest.json")
+            replace_text(
+                self.folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True)
+            )
 
     def record_verified(self, entry: ModelEntry, path: Path, sha256: str, source: str) -> None:
         """Vouch for ``path`` as ``entry`` (its hash was just computed)."""
@@ -244,17 +293,24 @@ class ModelStore:
         )
 
     def recorded_sha256(self, entry: ModelEntry) -> str | None:
-        """The hash to expect: the catalog's, else the one recorded at the first download."""
+        """The hash to expect: the catalog's, else the one recorded at the first download (if
+        that download matched the known size)."""
         if entry.sha256 is not None:
             return entry.sha256
-        record = self._read_manifest().get(entry.id)
+        record = self._vouched_record(entry, self._read_manifest())
         return record["sha256"] if record else None
 
-    def _ready_record(self, entry: ModelEntry, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    def _vouched_record(self, entry: ModelEntry, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The manifest's record of ``entry`` if it shows the right file (see :func:`vouches`):
+        a record an older version wrote for a wrong file (an HTML page) does not count."""
         record = manifest.get(entry.id)
-        if record is None:
+        if record is None or not vouches(entry, record["sha256"], record["size"]):
             return None
-        if entry.sha256 is not None and record["sha256"] != entry.sha256:
+        return record
+
+    def _ready_record(self, entry: ModelEntry, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        record = self._vouched_record(entry, manifest)
+        if record is None:
             return None
         if entry.files:
             if sorted(record.get("files", ())) != sorted(entry.files):
@@ -287,9 +343,9 @@ class ModelStore:
         path = Path(record["path"])
         if entry.files:
             return await self._verify_folder(entry, path, record)
-        actual, _ = await sha256_of(path)
+        actual, size = await sha256_of(path)
         expected = entry.sha256 or record["sha256"]
-        if actual == expected:
+        if actual == expected and vouches(entry, actual, size):
             self.record_verified(entry, path, actual, record["source"])
             return True
         log.error(
@@ -406,10 +462,7 @@ class ModelStore:
             shutil.rmtree(self.partial_folder(target), ignore_errors=True)
             self._update_manifest(entry.id, None)
             return freed
-        for leftover in (
-            target.with_name(target.name + ".part"),
-            target.with_name(target.name + ".part.json"),
-        ):
+        for leftover in partial_files(target):
             leftover.unlink(missing_ok=True)
         if target.exists():
             freed += target.stat().st_size

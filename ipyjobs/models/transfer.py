@@ -19,7 +19,7 @@ checkpoint (or anyio cancellation) raises and the caller keeps the partial file.
 
 from __future__ import annotations
 
-import errno
+import functools
 import logging
 import time
 from collections import deque
@@ -31,10 +31,11 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ..engine import JobContext
+from ..engine import JobContext, diskspace
 from .body import body_of
-from .diskio import ALIGN, BATCH, BatchWriter
-from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace
+from .content import SNIFF, check_answer, check_body
+from .diskio import BATCH, BatchWriter
+from .errors import ChecksumMismatch, DownloadError, NotEnoughSpace, NotTheModel
 from .httpio import (
     RETRYABLE,
     Retry,
@@ -46,8 +47,10 @@ from .httpio import (
     human_size,
     retry_after,
     timeout_for,
+    untrusted_certificate,
 )
 from .partfile import PartFile, Segment, Sidecar
+from .pieces import run_until_done, split
 
 if TYPE_CHECKING:
     from .download import RetryPolicy, Transfer
@@ -56,11 +59,6 @@ log = logging.getLogger(__name__)
 
 #: After this many seconds, the speed of a fresh download decides on more streams.
 _DECIDE_AFTER = 1.0
-#: Pieces per stream in parallel mode, and their size bounds: enough pieces that the streams
-#: stay close together (the contiguous prefix, which is hashed, grows steadily), few enough that
-#: requests cost nothing noticeable.
-_PIECES_PER_STREAM = 8
-_MIN_PIECE, _MAX_PIECE = 64 << 10, 32 << 20
 
 
 class _Interrupted(Exception):
@@ -78,11 +76,9 @@ class Download:
         ctx: JobContext,
         client: httpx.AsyncClient,
         policy: RetryPolicy,
-        *,
-        free_space: Callable[[Path], int],
     ) -> None:
         self.transfer, self.expected, self.ctx = transfer, expected, ctx
-        self.client, self.policy, self.free_space = client, policy, free_space
+        self.client, self.policy = client, policy
         self.part = PartFile(Path(transfer.dest))
         self.timeout = timeout_for(policy)
         self.failures = 0  # failed requests since bytes last arrived
@@ -119,19 +115,29 @@ class Download:
                     part.reset()
                     self.done, self.parallel = 0, False
             digest, size = await part.finish()
+            if self.expected is None or digest != self.expected:
+                check_body(transfer, await part.read_start(SNIFF), size)
         except BaseException as exc:
+            if isinstance(exc, NotTheModel):
+                part.remove()  # never resume from bytes that are not the model
+                raise
+            if diskspace.is_no_space(exc) and not isinstance(exc, NotEnoughSpace):
+                # The disk filled up: give back the space the partial download took (a full
+                # disk breaks everything else too), and say which disk.
+                error = self._no_space("The partial download was deleted")
+                part.remove()
+                raise error from exc
             with anyio.CancelScope(shield=True):
                 await self._keep_partial()
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                folder = transfer.dest.parent
-                raise NotEnoughSpace(f"the disk holding {folder} is full: {exc}") from exc
             raise
         if self.expected is not None and digest != self.expected:
             part.remove()
+            sized = ", the right size" if transfer.size is not None else ""
             raise ChecksumMismatch(
                 f"the download of {transfer.label} from {transfer.url} is corrupt: expected "
-                f"SHA-256 {self.expected}, got {digest}. The file was deleted, nothing was kept; "
-                "try again, and if it persists the server has a different file."
+                f"SHA-256 {self.expected}, got {digest} ({size:,} bytes{sized}). The file was "
+                "deleted, nothing was kept; try again, and if it persists the server has "
+                "another version of the file."
             )
         await part.commit()
         self.ctx.progress(size, size, message="verified")
@@ -191,12 +197,12 @@ class Download:
                 while queue:  # one queue for all streams: pieces go out in order
                     await self._fetch_segment(queue.popleft(), None, writer)
 
-        workers = [lambda i=i: stream(i) for i in range(self.policy.parallel_streams)]
-        background = [part.follow_hash, part.keep_synced]
+        workers = [functools.partial(stream, i) for i in range(self.policy.parallel_streams)]
+        background: list[Callable[[], Awaitable[None]]] = [part.follow_hash, part.keep_synced]
         if not decided.is_set():
             background.append(decide_soon)
         try:
-            await _run_until_done(workers, background)
+            await run_until_done(workers, background)
         finally:
             if first is not None and not first.is_closed:  # cancelled before stream 0 began
                 await close(first)
@@ -207,23 +213,14 @@ class Download:
         return self.parallel and ranges and total is not None and total >= policy.parallel_min_size
 
     def _split(self, queue: deque[Segment], received: int, rate: float) -> int:
-        """Decide how many streams fetch the rest of a fresh download, one GET of which has
-        ``received`` bytes so far at ``rate``; cut the rest into pieces for them."""
-        policy, state = self.policy, self.part.state
-        assert state is not None and len(state.segments) == 1
-        whole = state.segments[0]
-        assert whole.end is not None
-        piece = -(-(whole.end - received) // (policy.parallel_streams * _PIECES_PER_STREAM))
-        piece = min(max(piece, _MIN_PIECE), _MAX_PIECE) // ALIGN * ALIGN
-        cut = min(whole.end, (received + piece) // ALIGN * ALIGN)  # the first GET stops here
-        rest = whole.end - cut
-        if rest <= rate * policy.parallel_after:
-            return 1  # one stream finishes soon enough; more would only cost CPU
-        pieces = [Segment(at, min(at + piece, whole.end)) for at in range(cut, whole.end, piece)]
-        whole.end = cut
-        state.segments.extend(pieces)
+        """How many streams fetch the rest of a fresh download (see :func:`.pieces.split`)."""
+        assert self.part.state is not None
+        pieces = split(self.part.state, received, rate, self.policy)
+        if not pieces:
+            return 1
         queue.extend(pieces)
-        streams = min(policy.parallel_streams, len(pieces) + 1)
+        streams = min(self.policy.parallel_streams, len(pieces) + 1)
+        rest = sum((piece.end or piece.start) - piece.start for piece in pieces)
         speed = f"{human_size(rest)} left at {human_size(rate)}/s"
         log.info("%s: %s: using %d connections", self.transfer.label, speed, streams)
         return streams
@@ -240,6 +237,7 @@ class Download:
             except httpx.HTTPError as exc:
                 raise self._error(describe(exc, self.policy)) from exc
             try:
+                await check_answer(response, self.transfer)
                 self._plan(response)
             except BaseException:
                 await close(response)
@@ -251,9 +249,6 @@ class Download:
         headers, transfer = response.headers, self.transfer
         length = headers.get("content-length", "")
         total = int(length) if length.isdigit() else None
-        if total is not None and transfer.size is not None and total != transfer.size:
-            sizes = f"{total} bytes, expected {transfer.size}"
-            log.warning("%s: %s has %s", transfer.label, transfer.url, sizes)
         if total is not None:
             self._check_space(total)
         etag, modified = headers.get("etag"), headers.get("last-modified")
@@ -383,6 +378,8 @@ class Download:
         self.failures += 1
         policy, label = self.policy, self.transfer.label
         reason = describe(exc, policy)
+        if untrusted_certificate(exc):
+            raise self._error(reason) from exc
         if self.failures >= policy.attempts:
             raise self._error(f"{reason} (gave up after {self.failures} attempts)") from exc
         delay = backoff_delay(policy, self.failures, getattr(exc, "retry_after", None))
@@ -396,37 +393,15 @@ class Download:
         return DownloadError(f"could not download {transfer.label} from {transfer.url}: {reason}")
 
     def _check_space(self, needed: int) -> None:
-        folder = Path(self.transfer.dest).parent
-        free = self.free_space(folder)
-        if free < needed:
-            raise NotEnoughSpace(
-                f"not enough space to download {self.transfer.label}: it needs "
-                f"{human_size(needed)} ({needed:,} bytes) in {folder}, but only {human_size(free)} "
-                f"({free:,} bytes) are free there. Free some space, or put the model store "
-                "on a larger disk (IPYJOBS_HOME)."
-            )
+        if diskspace.free_bytes(Path(self.transfer.dest).parent) < needed:
+            raise self._no_space("Nothing was downloaded", needed)
 
-
-async def _run_until_done(
-    tasks: list[Callable[[], Awaitable[None]]], background: list[Callable[[], Awaitable[None]]]
-) -> None:
-    """Run ``tasks`` concurrently, with ``background`` tasks that stop once ``tasks`` are done.
-    The first error cancels everything else and is raised as it is (no exception group)."""
-    errors: list[Exception] = []
-
-    async def guarded(task: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await task()
-        except Exception as exc:
-            errors.append(exc)
-            group.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        for task in background:
-            group.start_soon(guarded, task)
-        async with anyio.create_task_group() as workers:
-            for task in tasks:
-                workers.start_soon(guarded, task)
-        group.cancel_scope.cancel()
-    if errors:
-        raise errors[0]
+    def _no_space(self, done: str, needed: int | None = None) -> NotEnoughSpace:
+        """``NotEnoughSpace`` naming the disk, its free bytes, and what was done about it."""
+        transfer = self.transfer
+        folder = Path(transfer.dest).parent
+        message = str(diskspace.no_space_left(folder, f"downloading {transfer.label}", needed))
+        return NotEnoughSpace(
+            f"{message} {done}; the models folder is under IPYJOBS_HOME, which can point to a "
+            "larger disk."
+        )

@@ -1,125 +1,239 @@
-"""The jobs panel: a tree of rows, one per job, children indented under their parent.
+"""The jobs panel: ONE widget model for the whole job tree, whose front end draws the rows.
 
-State lives in the engine's handles; the panel's ``refresh`` (called by the ticker) compares
-what each row should show with what it last sent and writes only the differences, within a
-budget of comm messages per second shared by the whole panel. Rows whose job changed state go
-first, then the rows that waited longest, so every row converges to its job's final values
-however many jobs report at once.
+Per-row widget trees cost ~22 comm messages to create per job (500 jobs flooded the page for
+15 s and lost models). Here the kernel sends rows as plain data: a full snapshot when a view
+starts, then one compact diff per tick (see ``feed.py``); the front end (``panel.js``, an
+``anywidget`` ES module, no build step) keeps all rows and renders only those in view, in a
+CSS grid whose bar column has a fixed width, so bars line up and never move. Clicks come back as
+custom messages and run on the kernel's loop.
+
+There is one panel per manager: ``JobsPanel()`` shown again returns the open one (one refresh
+stream however many times it is displayed), and a panel whose views are all gone is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+import weakref
+from pathlib import Path
 from typing import Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
 
-from ..engine import JobHandle, JobManager, jobs
+from ..engine import JobError, JobManager, jobs
 from ..engine.text import format_tree
-from .rows import JobRow
+from .feed import HISTORY_STATES, Feed
 from .sync import TextRepr
 from .ticker import ticker
 
-#: Comm messages per second the whole panel may send, however many jobs run.
-MESSAGES_PER_SECOND = 90
+log = logging.getLogger(__name__)
+
+_ASSETS = Path(__file__).resolve().parent
+#: Seconds a panel may have no view before it is closed (a re-run cell shows it again sooner).
+CLOSE_AFTER = 5.0
+#: Seconds between looks into the store (interrupted jobs, history); details refresh as often.
+STORE_EVERY = 2.0
+#: Seconds between refreshes of a shown history (the store may hold thousands of jobs).
+HISTORY_EVERY = 10.0
+#: Lines of the text/plain form; the rest is counted.
+REPR_LINES = 40
+
+_open: weakref.WeakKeyDictionary[JobManager, JobsPanel] = weakref.WeakKeyDictionary()
 
 
-class JobsPanel(TextRepr, widgets.VBox):
-    """All jobs of a manager, live. ``JobsPanel()`` uses the kernel's manager."""
+class JobsPanel(TextRepr, anywidget.AnyWidget):
+    """All jobs of a manager, live, plus its data folder's history. ``JobsPanel()`` uses the
+    kernel's manager; calling it again while a panel is open returns that panel."""
+
+    _esm = (_ASSETS / "panel.js").read_text()
+    _css = (_ASSETS / "panel.css").read_text()
+
+    summary = traitlets.Unicode("").tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+    interrupted = traitlets.Int(0).tag(sync=True)
+    """How many interrupted top-level jobs of the data folder can be resumed."""
+    show_history = traitlets.Bool(False).tag(sync=True)
+    history_state = traitlets.Enum(HISTORY_STATES, "").tag(sync=True)
+    history_limit = traitlets.Int(50, min=1, max=1000).tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+    """The job whose details are open ("" for none)."""
+    _view_count = traitlets.Int(0, allow_none=True).tag(sync=True)  # counted by the front end
+
+    def __new__(cls, manager: JobManager | None = None, **kwargs: Any) -> JobsPanel:
+        manager = manager if manager is not None else jobs()
+        existing = _open.get(manager)
+        if existing is not None and existing.comm is not None:
+            return existing
+        return super().__new__(cls)
 
     def __init__(self, manager: JobManager | None = None, **kwargs: Any) -> None:
+        if getattr(self, "_feed", None) is not None:
+            return  # the open panel, displayed once more
         self.manager = manager if manager is not None else jobs()
-        self._rows: dict[tuple[str, ...], JobRow] = {}
-        self._budget = float(MESSAGES_PER_SECOND) / 4
-        self._last_refresh = time.monotonic()
+        self._feed = Feed(self.manager)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self.messages_sent = 0
-        self._clear = widgets.Button(description="Clear finished", icon="broom")
-        self._clear.on_click(lambda _: self.clear_finished())
-        self._empty = widgets.HTML("<i>No jobs yet.</i>")
-        self._list = widgets.VBox([self._empty])
-        header = widgets.HBox([widgets.HTML("<b>Jobs</b>"), self._clear])
-        super().__init__([header, self._list], **kwargs)
+        self._full_wanted = False
+        self._store_due = 0.0
+        self._details_due = 0.0
+        self._history_due = 0.0
+        self._details_sent: dict | None = None
+        self._history_sent: dict | None = None
+        self._shown = False
+        self._unseen_since: float | None = None
+        super().__init__(**kwargs)
         self.add_class("ipyjobs-panel")
+        self.on_msg(self._on_message)
+        _open[self.manager] = self
         self.refresh()
         ticker().add(self)
 
-    # -- the tree --------------------------------------------------------------------------
-
-    def _walk(self) -> list[tuple[tuple[str, ...], JobHandle, int]]:
-        """(path, handle, depth) of every row, depth first; a shared job under each waiter."""
-        found: list[tuple[tuple[str, ...], JobHandle, int]] = []
-
-        def visit(handle: JobHandle, path: tuple[str, ...], depth: int) -> None:
-            found.append((path, handle, depth))
-            for child in handle.children:
-                if child.id not in path:
-                    visit(child, (*path, child.id), depth + 1)
-
-        for root in self.manager.roots():
-            visit(root, (root.id,), 0)
-        return found
+    # -- the tick ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Bring the rows up to date within the message budget (called by the ticker)."""
+        """Send what changed (called by the ticker a few times a second, on the loop)."""
+        if self.comm is None:
+            return
         now = time.monotonic()
-        self._budget = min(
-            MESSAGES_PER_SECOND / 2,  # at most half a second of messages at once
-            self._budget + (now - self._last_refresh) * MESSAGES_PER_SECOND,
-        )
-        self._last_refresh = now
-        tree = self._walk()
-        if self._sync_structure(tree):
-            self._spend(1)
-        rows = [self._rows[path] for path, _, _ in tree]
-        # state changes first, then the rows that waited longest for a progress update
-        rows.sort(key=lambda row: (not row.state_changed(), row.last_sent))
-        for row in rows:
-            if self._budget < 1:
-                break
-            self._spend(row.sync(now))
+        if self._unseen_since is not None and now - self._unseen_since > CLOSE_AFTER:
+            log.debug("closing a jobs panel that is no longer displayed")
+            self.close()
+            return
+        message = self._feed.full() if self._full_wanted else self._feed.diff()
+        self._full_wanted = False
+        look = now >= self._store_due
+        with self.hold_sync():
+            self.summary = self._summary()
+            if look:
+                self._store_due = now + STORE_EVERY
+                self.interrupted = len(self._feed.interrupted())
+        if message is not None:
+            self._post(message)
+        self._send_details(now, message)
+        if self.show_history and (now >= self._history_due or self._history_sent is None):
+            self._history_due = now + HISTORY_EVERY
+            history = self._feed.history(self.history_state, self.history_limit)
+            if history != self._history_sent:
+                self._history_sent = history
+                self._post(history)
 
-    def _spend(self, messages: int) -> None:
-        self._budget -= messages
-        self.messages_sent += messages
+    def _post(self, message: dict) -> None:
+        self.send(message)
+        self.messages_sent += 1
 
-    def _sync_structure(self, tree: list[tuple[tuple[str, ...], JobHandle, int]]) -> bool:
-        """Add rows for new jobs and remove (and close) rows of jobs gone; True if changed."""
-        wanted = {path for path, _, _ in tree}
-        gone = [path for path in self._rows if path not in wanted]
-        for path in gone:
-            self._rows.pop(path).close()
-        added = False
-        for path, handle, depth in tree:
-            if path not in self._rows:
-                self._rows[path] = JobRow(handle, depth)
-                added = True
-        if not gone and not added:
-            return False
-        boxes = [self._rows[path].box for path, _, _ in tree]
-        self._list.children = boxes or [self._empty]
-        return True
+    def _send_details(self, now: float, message: dict | None) -> None:
+        if not self.selected:
+            return
+        changed = message is not None and self.selected in message.get("rows", {})
+        if not changed and now < self._details_due and self._details_sent is not None:
+            return
+        self._details_due = now + STORE_EVERY
+        found = self._feed.details(self.selected)
+        if found != self._details_sent:
+            self._details_sent = found
+            self._post({"t": "details", "d": found})
+
+    def _summary(self) -> str:
+        counts = self._feed.counts()
+        total = sum(counts.values())
+        if not total:
+            return ""
+        parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+        return f"{total} job{'s' if total != 1 else ''}: " + ", ".join(parts)
 
     @property
     def in_sync(self) -> bool:
-        """Whether every row shows exactly what its job is now (the tree included)."""
-        return {path for path, _, _ in self._walk()} == set(self._rows) and all(
-            row.in_sync() for row in self._rows.values()
-        )
+        """Whether the front end has been sent exactly what the jobs are now."""
+        return self._feed.in_sync()
+
+    # -- what the front end asks ---------------------------------------------------------------
+
+    def _on_message(self, _: Any, content: dict, buffers: Any = None) -> None:
+        """Runs where the kernel handles comm messages; the work is done on the panel's loop."""
+        if self._loop is not None and self._loop.is_running() and not _on_loop(self._loop):
+            self._loop.call_soon_threadsafe(self.handle, content)
+        else:
+            self.handle(content)
+
+    def handle(self, content: dict) -> None:
+        """Act on a front-end message: ``{"t": "hello"|"pause"|"resume"|"cancel"|"open"|
+        "resume_all"|"clear", "id": job id}``, then send the consequences at once."""
+        kind, job_id = content.get("t"), content.get("id")
+        try:
+            if kind == "hello":
+                self._full_wanted = True
+                self._details_sent = self._history_sent = None
+            elif kind in ("pause", "resume", "cancel") and isinstance(job_id, str):
+                self._feed.touch(job_id)
+                getattr(self.manager, kind)(job_id)
+            elif kind == "open":
+                self.selected = job_id if isinstance(job_id, str) else ""
+            elif kind == "resume_all":
+                self.resume_interrupted()
+            elif kind == "clear":
+                self.clear_finished()
+            else:
+                log.warning("jobs panel: unknown message %r", content)
+        except JobError as exc:  # the job moved on meanwhile (ended, say): say so
+            self.notice = str(exc)
+            log.info("jobs panel: %s", exc)
+        self.refresh()
+
+    def resume_interrupted(self) -> int:
+        """Resume every interrupted resumable top-level job of the data folder."""
+        resumed = 0
+        for job_id in self._feed.interrupted():
+            try:
+                self.manager.resume(job_id)
+                resumed += 1
+            except JobError as exc:
+                log.warning("could not resume job %s: %s", job_id, exc)
+        self.notice = f"Resumed {resumed} interrupted job{'s' if resumed != 1 else ''}."
+        self._store_due = 0.0
+        return resumed
 
     def clear_finished(self) -> int:
-        """Forget ended jobs (the store keeps them) and remove their rows."""
+        """Forget ended jobs (the store keeps them: see the history) and remove their rows."""
         count = self.manager.forget_finished()
         self.refresh()
         return count
 
-    # -- text ------------------------------------------------------------------------------
+    @traitlets.observe("selected", "show_history", "history_state", "history_limit")
+    def _wanted_changed(self, change: dict) -> None:
+        self._details_sent = self._history_sent = None
+
+    @traitlets.observe("_view_count")
+    def _views_changed(self, change: dict) -> None:
+        count = change["new"] or 0
+        if count > 0:
+            self._shown, self._unseen_since = True, None
+        elif self._shown:
+            self._unseen_since = time.monotonic()
+
+    # -- text and end --------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"JobsPanel:\n{format_tree(self.manager.roots())}"
+        lines = format_tree(self.manager.roots()).splitlines()
+        if len(lines) > REPR_LINES:
+            lines = [*lines[:REPR_LINES], f"… and {len(lines) - REPR_LINES} more"]
+        return "JobsPanel:\n" + "\n".join(lines)
 
     def close(self) -> None:
         ticker().discard(self)
-        for row in self._rows.values():
-            row.close()
-        self._rows.clear()
+        self._feed.close()
+        if _open.get(self.manager) is self:
+            del _open[self.manager]
         super().close()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -100,6 +100,7 @@ class ModelRow:
             f"{html.escape(made)} · {_size(info.size)}</small> "
             f'<span style="color:{STATUS_COLOURS[status]}">{html.escape(shown)}</span>'
         )
+        buttons: tuple[widgets.Button, ...]
         if self._confirming:
             buttons = (self.confirm, self.keep)
         elif status == "downloading":

@@ -15,8 +15,13 @@ class TextRepr:
     """Mixin for widget views: ``text/plain`` is the view's full ``repr`` (ipywidgets cuts it
     at 110 characters), stable for nbval and terminals."""
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        if bundle is None:  # a widget without a view
+            return None
+        if isinstance(bundle, tuple):  # anywidget: (data, metadata)
+            data, metadata = bundle
+            return {**data, "text/plain": repr(self)}, metadata
         bundle["text/plain"] = repr(self)
         return bundle
 

@@ -252,13 +252,9 @@ def browser_home(
     return home
 
 
-@pytest.fixture(scope="session")
-def server_env(
-    tmp_path_factory: pytest.TempPathFactory, browser_home: Path, model_mirror: LoopbackServer
-) -> dict[str, str]:
-    """Environment of the servers and so of their kernels: private Jupyter folders, the test
-    data folder and mirror, an empty whisper cache, no news toast."""
-    base = tmp_path_factory.mktemp("jupyter")
+def jupyter_env(base: Path, home: Path) -> dict[str, str]:
+    """Environment for Jupyter servers and so their kernels: private Jupyter folders under
+    ``base``, ``home`` as the data folder, an empty whisper cache, no news toast."""
     folders = {
         "JUPYTER_RUNTIME_DIR": base / "runtime",
         "JUPYTER_CONFIG_DIR": base / "config",
@@ -282,11 +278,20 @@ def server_env(
     }
     env.update({name: str(folder) for name, folder in folders.items()})
     env.update(
-        IPYJOBS_HOME=str(browser_home),
-        IPYJOBS_MODEL_MIRROR=model_mirror.url,
+        IPYJOBS_HOME=str(home),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
     )
+    return env
+
+
+@pytest.fixture(scope="session")
+def server_env(
+    tmp_path_factory: pytest.TempPathFactory, browser_home: Path, model_mirror: LoopbackServer
+) -> dict[str, str]:
+    """The servers' environment, with the test data folder and the loopback mirror."""
+    env = jupyter_env(tmp_path_factory.mktemp("jupyter"), browser_home)
+    env["IPYJOBS_MODEL_MIRROR"] = model_mirror.url
     return env
 
 
@@ -304,10 +309,9 @@ class Lab:
         return f"{self.url}/lab/workspaces/t{uuid.uuid4().hex[:12]}/tree/{name}?reset"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 without token, serving a temporary folder."""
-    root = tmp_path_factory.mktemp("lab-root")
+@contextlib.contextmanager
+def lab_server(root: Path, env: dict[str, str]) -> Iterator[Lab]:
+    """JupyterLab (and Notebook 7) on 127.0.0.1 without token, serving ``root``."""
     port = free_port()
     argv = [
         sys.executable,
@@ -322,11 +326,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) ->
         "--ServerApp.disable_check_xsrf=True",
         "--ServerApp.allow_root=True",
         "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={root}",
     ]
     log = root.parent / "jupyterlab.log"
-    with run_server("JupyterLab", argv, server_env, root, log, port, "/api/status") as server:
+    with run_server("JupyterLab", argv, env, root, log, port, "/api/status") as server:
         yield Lab(server, root)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Lab]:
+    with lab_server(tmp_path_factory.mktemp("lab-root"), server_env) as found:
+        yield found
+
+
+def launch_chromium(playwright: Any) -> Browser:
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -336,9 +353,7 @@ def browser(browser_requirements: None) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        browser = launch_chromium(playwright)
         try:
             yield browser
         finally:

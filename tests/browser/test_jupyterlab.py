@@ -10,11 +10,8 @@ values are read by executing code in the notebook's own kernel through the page
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
-import httpx
-import nbformat
 import pytest
 
 from tests.browser.conftest import (
@@ -33,6 +30,8 @@ if (reason := missing_requirements()) is not None:
     pytest.skip(reason, allow_module_level=True)
 
 from playwright.sync_api import Page, expect
+
+from tests.browser.lab import job_row, kernel_print, open_and_run, wait_for_kernel, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
@@ -71,93 +70,6 @@ class Parent(Steps, kind="browser_test.parent"):
         return await child
 """
 
-#: True once the current tab is the notebook, connected to an idle kernel, with kernel specs.
-KERNEL_READY = """
-(path) => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  if (!panel || !panel.context || panel.context.path !== path || !panel.context.isReady) {
-    return false;
-  }
-  const session = panel.sessionContext;
-  const kernel = session.session && session.session.kernel;
-  return Boolean(
-    session.isReady && session.specsManager.specs && !session.hasNoKernel && kernel &&
-    kernel.connectionStatus === "connected" && kernel.status === "idle"
-  );
-}
-"""
-
-#: Runs in the kernel through the page; resolves to what the code printed (and any error).
-KERNEL_EXECUTE = """
-async (code) => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  const kernel = panel.sessionContext.session.kernel;
-  const future = kernel.requestExecute({ code, silent: false, store_history: false });
-  let out = "";
-  future.onIOPub = (msg) => {
-    const content = msg.content;
-    if (msg.header.msg_type === "stream") out += content.text;
-    if (msg.header.msg_type === "error") out += `${content.ename}: ${content.evalue}\\n`;
-  };
-  try { await future.done; } catch (error) { out += `request failed: ${error}\\n`; }
-  return out;
-}
-"""
-
-
-def write_notebook(root: Path, name: str, cells: list[str]) -> str:
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(textwrap.dedent(code).strip()) for code in cells],
-        metadata={
-            "kernelspec": {
-                "name": "python3",
-                "display_name": "Python 3 (ipykernel)",
-                "language": "python",
-            },
-            "language_info": {"name": "python"},
-        },
-    )
-    nbformat.write(notebook, root / name)
-    return name
-
-
-def open_and_run(page: Page, lab: Lab, name: str) -> None:
-    """Start the notebook's kernel, open the notebook, wait until it is connected to that
-    kernel, and run all cells.
-
-    The session is made through the REST API first, so JupyterLab connects to it rather than
-    choosing a kernel itself (which it may try before it has the kernel specs, and then ask
-    with a "Select Kernel" dialog). The toolbar's execution indicator says "idle" before the
-    kernel is connected, so readiness is read from the session context instead: running cells
-    before that makes JupyterLab start (or ask for) another kernel.
-    """
-    session = {"path": name, "type": "notebook", "name": name, "kernel": {"name": "python3"}}
-    httpx.post(f"{lab.url}/api/sessions", json=session, timeout=30).raise_for_status()
-    page.goto(lab.notebook_url(name))
-    page.wait_for_function(KERNEL_READY, arg=name, timeout=60_000, polling=100)
-    page.evaluate("window.jupyterapp.shell.collapseLeft()")  # room for the widgets
-    # not awaited: the command's promise ends only when every cell has run
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-
-
-def kernel_print(page: Page, code: str) -> str:
-    """What ``code`` prints when run in the notebook's kernel (stripped)."""
-    return page.evaluate(KERNEL_EXECUTE, textwrap.dedent(code)).strip()
-
-
-def wait_for_kernel(page: Page, code: str, expected: str, timeout: float = 15) -> None:
-    """Poll the kernel until ``code`` prints ``expected``."""
-    seen: list[str] = []
-
-    def check() -> bool:
-        seen.append(kernel_print(page, code))
-        return seen[-1] == expected
-
-    try:
-        wait_for(check, timeout, f"the kernel to print {expected!r}", interval=0.3)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; it printed {seen[-1]!r} last") from None
-
 
 def percent(locator_text: str) -> int:
     match = re.search(r"(\d+)%", locator_text)
@@ -171,38 +83,41 @@ def test_pause_resume_and_cancel_from_the_jobs_panel(page: Page, lab: Lab) -> No
         [DEFINE_JOBS, "JobsPanel()", 'h = ipyjobs.jobs().dispatch(Parent("parent job"))'],
     )
     open_and_run(page, lab, name)
-    parent, child = row(page, "parent job"), row(page, "child job")
+    parent, child = job_row(page, "parent job"), job_row(page, "child job")
     expect(parent).to_have_count(1, timeout=30_000)
     expect(child).to_have_count(1)
-    expect(parent).to_contain_text("running")
+    expect(parent.locator(".ipyjobs-status")).to_have_text("running")
     states = "print(h.state.value, h.children[0].state.value)"
     wait_for_kernel(page, states, "running running")
 
     # Some progress first, for the README's picture of a working panel.
     wait_for(lambda: percent(parent.inner_text()) >= 8, 30, "the parent's progress to show")
-    expect(parent.locator(".widget-hprogress .progress-bar")).to_be_visible()
+    expect(parent.locator(".ipyjobs-speed")).to_contain_text("ETA")
+    child.click()  # opens the job's details
+    expect(page.locator(".ipyjobs-details")).to_contain_text("Timings")
     save_screenshot(page, DOCS_IMAGES / "jobs-panel.png", page.locator(".ipyjobs-panel"))
 
-    parent.locator("button.widget-button", has_text="Pause").click()
-    expect(parent).to_contain_text("paused")
-    expect(child).to_contain_text("paused")
+    parent.locator("button.ipyjobs-toggle[title^='Pause']").click()
+    expect(parent.locator(".ipyjobs-status")).to_have_text("paused")
+    expect(child.locator(".ipyjobs-status")).to_have_text("paused")
     wait_for_kernel(page, states, "paused paused")
+    expect(parent.locator(".ipyjobs-speed")).to_have_text("")  # no rate or ETA while paused
     page.wait_for_timeout(400)  # the last progress sample before the pause lands
     done = kernel_print(page, "print(h.progress.done, h.children[0].progress.done)")
     page.wait_for_timeout(800)  # a paused job does not move
     assert kernel_print(page, "print(h.progress.done, h.children[0].progress.done)") == done
-    expect(parent.locator("button.widget-button", has_text="Pause")).to_be_disabled()
 
-    parent.locator("button.widget-button", has_text="Resume").click()
-    expect(parent).to_contain_text("running")
+    parent.locator("button.ipyjobs-toggle[title='Resume']").click()
+    expect(parent.locator(".ipyjobs-status")).to_have_text("running")
     wait_for_kernel(page, states, "running running")
 
-    parent.locator("button.widget-button", has_text="Cancel").click()
-    expect(parent).to_contain_text("cancelled")
-    expect(child).to_contain_text("cancelled")
+    parent.locator("button.ipyjobs-cancel").click()
+    expect(parent.locator(".ipyjobs-status")).to_have_text("cancelled")
+    expect(child.locator(".ipyjobs-status")).to_have_text("cancelled")
     wait_for_kernel(page, states, "cancelled cancelled")
-    # an ended job's row keeps its label and bar, and loses its buttons
-    expect(parent.locator("button.widget-button")).to_have_count(0)
+    # an ended job's row keeps its title and bar; its controls are gone
+    expect(parent.locator("button.ipyjobs-cancel")).to_be_hidden()
+    expect(parent.locator("button.ipyjobs-toggle")).to_be_hidden()
 
 
 def test_download_a_model_from_the_model_manager(

@@ -177,7 +177,7 @@ async def test_empty_inputs_give_one_answer_for_both_jobs(
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.md").write_text("no media here")
-    for job, kind in ((OcrJob(empty), "image"), (TranscribeJob(empty), "audio or video")):
+    for job, kind in ((OcrJob(empty), "image or PDF"), (TranscribeJob(empty), "audio or video")):
         handle = manager.dispatch(job)
         with pytest.raises(NoInputFiles, match=f"no {kind} files in '{empty}'") as info:
             await handle

@@ -128,9 +128,9 @@ async def test_offline_with_the_model_missing_says_how_to_provide_it(
 async def test_too_little_disk_space_names_needed_and_available(
     manager: JobManager, mirror: LoopbackServer, monkeypatch
 ) -> None:
-    from ipyjobs.models import download
+    from ipyjobs.engine import diskspace
 
-    monkeypatch.setattr(download, "disk_free", lambda path: 1_000_000)
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: 1_000_000)
     with pytest.raises(DownloadError, match="NotEnoughSpace") as error:
         await manager.dispatch(NeedsModel("tiny.en-test"))
     assert "1000000" in str(error.value).replace(",", "")

@@ -29,7 +29,7 @@ class Flood(Job, kind="test.flood"):
 
 async def flood_panel(manager: JobManager, jobs: int = JOBS) -> tuple[float, bool, JobsPanel]:
     """Run the flood under a panel; return (update messages per second, final values exact,
-    panel). Counting starts once the rows exist and ends when the panel shows the endings."""
+    panel). Counting starts once the rows exist and ends when the panel sent the endings."""
     with recording_comms() as recorder:
         panel = JobsPanel(manager)
         handles = [manager.dispatch(Flood()) for _ in range(jobs)]
@@ -41,11 +41,7 @@ async def flood_panel(manager: JobManager, jobs: int = JOBS) -> tuple[float, boo
             while not panel.in_sync:
                 await anyio.sleep(0.05)
         rate = recorder.updates(since) / (time.monotonic() - since)
-    exact = (
-        all(
-            row.bar.value == 1.0 and f"{UPDATES:,} items / {UPDATES:,} items" in row.label.value
-            for row in panel._rows.values()
-        )
-        and len(panel._rows) == jobs
-    )
+    rows = [panel._feed._rows.get(handle.id) for handle in handles]
+    final = f"{UPDATES:,} items / {UPDATES:,} items"
+    exact = all(row is not None and row[2] == 1.0 and final in row[3] for row in rows)
     return rate, exact, panel

@@ -8,7 +8,13 @@ speaks real HTTP on 127.0.0.1 and injects faults deterministically, per URL path
 
 It uses only the standard library. File bodies go out with ``os.sendfile`` in large chunks, so a
 1 GB file is served at loopback speed and benchmarks measure the client, not this server. Only the
-``wrong_bytes`` fault touches body bytes in Python.
+``wrong_bytes`` fault (and TLS, which must encrypt) touches body bytes in Python.
+
+Every real model host is HTTPS, and some redirect to another host: ``LoopbackServer(tls=ca)``
+serves TLS with a certificate from a ``trustme.CA`` (clients trust it through ``SSL_CERT_FILE``,
+see :func:`trust`), and ``add_redirect`` answers ``302`` to a URL of another server. A file can
+be served with another ``Content-Type`` (an HTML login page) or without ``Content-Length``
+(the body then ends when the connection closes).
 
 Typical use::
 
@@ -38,7 +44,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
 
 try:  # Linux/BSD only; used to let a reset connection deliver its data first (see "drop").
@@ -49,7 +55,12 @@ try:  # Linux/BSD only; used to let a reset connection deliver its data first (s
 except (ImportError, AttributeError):  # pragma: no cover - non-Unix platforms
     _TIOCOUTQ = None
 
-__all__ = ["Fault", "FaultKind", "LoopbackServer", "RequestRecord"]
+if TYPE_CHECKING:
+    import ssl
+
+    import trustme
+
+__all__ = ["Fault", "FaultKind", "LoopbackServer", "RequestRecord", "trust"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +151,9 @@ class _Route:
     """Everything the server knows about one URL path; guarded by ``LoopbackServer._lock``."""
 
     file: Path | None = None
+    content_type: str = "application/octet-stream"
+    send_length: bool = True
+    redirect: str | None = None  # answer 302 with this Location instead of serving a file
     faults: deque[_QueuedFault] = field(default_factory=deque)
     bytes_sent: int = 0
     requests: list[RequestRecord] = field(default_factory=list)
@@ -192,8 +206,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, owner: LoopbackServer) -> None:
+    def __init__(self, owner: LoopbackServer, tls: ssl.SSLContext | None) -> None:
         self.owner = owner
+        self.tls = tls
         self.stopping = threading.Event()
         self._conn_lock = threading.Lock()
         self._conns: dict[socket.socket, threading.Thread] = {}
@@ -205,6 +220,14 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name = "127.0.0.1"
         self.server_port = self.server_address[1]
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        # Wrapped here, in the accepting thread, so the socket registered for abort_connections
+        # is the one the handler uses; the handshake happens in the handler's thread.
+        request, address = super().get_request()
+        if self.tls is not None:
+            request = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        return request, address
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         # Register the connection before its thread starts, so close() cannot miss it.
@@ -260,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # sendfile() below needs a blocking socket even if a test set a default timeout.
         self.connection.settimeout(None)
+        if self.server.tls is not None:
+            self.connection.do_handshake()  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -293,7 +318,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(fault.status, "injected fault", headers)
             return
 
-        file = owner._file(path)
+        route = owner._serving(path)
+        if route.redirect is not None:
+            record(302)
+            self._send_text(302, "found", {"Location": route.redirect})
+            return
+        file = route.file
         try:
             if file is None:
                 raise FileNotFoundError(path)
@@ -329,8 +359,12 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206 if span is not None else 200
 
             self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(end - start))
+            self.send_header("Content-Type", route.content_type)
+            if route.send_length:
+                self.send_header("Content-Length", str(end - start))
+            else:  # the body ends when the connection does
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", etag)
             self.send_header("Last-Modified", last_modified)
@@ -375,12 +409,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._sendfile(path, fd, start + cut, length - cut)
         elif kind == "wrong_bytes":
             self._sendfile(path, fd, start, cut)
-            self._send_flipped(path, fd, start + cut, length - cut)
+            self._send_copied(path, fd, start + cut, length - cut, flip=True)
         else:
             self._sendfile(path, fd, start, length)
 
     def _sendfile(self, path: str, fd: int, offset: int, count: int) -> None:
-        """Zero-copy send of ``count`` file bytes from ``offset``."""
+        """Zero-copy send of ``count`` file bytes from ``offset`` (copied and encrypted for TLS)."""
+        if self.server.tls is not None:
+            self._send_copied(path, fd, offset, count, flip=False)
+            return
         out = self.connection.fileno()
         while count > 0:
             chunk = min(count, _SENDFILE_CHUNK)
@@ -391,13 +428,14 @@ class _Handler(BaseHTTPRequestHandler):
             offset += sent[0]
             count -= sent[0]
 
-    def _send_flipped(self, path: str, fd: int, offset: int, count: int) -> None:
-        """Send ``count`` file bytes from ``offset`` with every bit inverted."""
+    def _send_copied(self, path: str, fd: int, offset: int, count: int, *, flip: bool) -> None:
+        """Send ``count`` file bytes from ``offset`` through Python, every bit inverted if
+        ``flip``."""
         while count > 0:
             data = os.pread(fd, min(count, _COPY_CHUNK), offset)
             if not data:
                 raise OSError(f"{path}: file shrank while being served")
-            view = memoryview(data.translate(_FLIP))
+            view = memoryview(data.translate(_FLIP) if flip else data)
             while view:
                 with self._counting(path, len(view)) as sent:
                     sent[0] = self.connection.send(view)
@@ -458,7 +496,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class LoopbackServer:
-    """HTTP/1.1 server on 127.0.0.1 (free port) serving real files with injectable faults.
+    """HTTP/1.1 server on 127.0.0.1 (free port) serving real files with injectable faults,
+    over TLS when given a test CA, and redirects to other servers.
 
     Use it as a context manager (or call ``start()`` / ``close()``). ``close()`` returns quickly
     even while clients are mid-stall or mid-transfer: it ends stalls, aborts live connections
@@ -471,10 +510,19 @@ class LoopbackServer:
     run ahead of what the client has received, by up to the socket buffers plus one chunk.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: trustme.CA | None = None) -> None:
+        """``tls``: serve HTTPS with a certificate for 127.0.0.1 and localhost issued by this
+        test CA."""
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
-        self._server = _Server(self)
+        context = None
+        if tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self.scheme = "https" if tls is not None else "http"
+        self._server = _Server(self, context)
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -487,7 +535,7 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def url_for(self, url_path: str) -> str:
         return self.url + _normalise(url_path)
@@ -531,17 +579,36 @@ class LoopbackServer:
 
     # -- configuration ---------------------------------------------------------------------
 
-    def add_file(self, url_path: str, file: Path | str) -> str:
+    def add_file(
+        self,
+        url_path: str,
+        file: Path | str,
+        *,
+        content_type: str = "application/octet-stream",
+        send_length: bool = True,
+    ) -> str:
         """Serve ``file`` at ``url_path`` and return its full URL.
 
         The file is opened per request, so rewriting or replacing it between requests changes
         the ETag/Last-Modified the next request sees — handy for "upstream changed" tests.
+        ``send_length=False`` leaves out ``Content-Length`` (also of ranges) and closes the
+        connection after the body, as some servers and proxies do.
         """
         file = Path(file)
         if not file.is_file():
             raise FileNotFoundError(file)
         with self._lock:
-            self._route(url_path).file = file
+            route = self._route(url_path)
+            route.file, route.redirect = file, None
+            route.content_type, route.send_length = content_type, send_length
+        return self.url_for(url_path)
+
+    def add_redirect(self, url_path: str, location: str) -> str:
+        """Answer requests for ``url_path`` with ``302 Found`` to ``location`` (another
+        server's URL, as model hosts send their downloads to a CDN); return the URL."""
+        with self._lock:
+            route = self._route(url_path)
+            route.file, route.redirect = None, location
         return self.url_for(url_path)
 
     def add_fault(self, url_path: str, fault: Fault) -> None:
@@ -581,10 +648,11 @@ class LoopbackServer:
         """Return (creating) the route; caller holds ``_lock``."""
         return self._routes.setdefault(_normalise(url_path), _Route())
 
-    def _file(self, url_path: str) -> Path | None:
+    def _serving(self, url_path: str) -> _Route:
+        """What to serve at ``url_path`` (a copy: the handler reads it without the lock)."""
         with self._lock:
-            route = self._routes.get(url_path)
-            return route.file if route else None
+            route = self._routes.get(url_path) or _Route()
+            return _Route(route.file, route.content_type, route.send_length, route.redirect)
 
     def _take_fault(self, url_path: str, method: str) -> Fault | None:
         """Consume one use of the path's current fault, if it applies to ``method``."""
@@ -608,6 +676,13 @@ class LoopbackServer:
     def _add_bytes(self, url_path: str, count: int) -> None:
         with self._lock:
             self._route(url_path).bytes_sent += count
+
+
+def trust(ca: trustme.CA, folder: Path) -> Path:
+    """Write ``ca``'s certificate to ``folder`` as a PEM bundle for ``SSL_CERT_FILE``."""
+    bundle = folder / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return bundle
 
 
 def _normalise(url_path: str) -> str:

@@ -76,6 +76,8 @@ class Page:
     image: Image.Image
     font: str
     size: int
+    words: tuple[tuple[str, tuple[int, int, int, int]], ...] = ()
+    """Each word drawn and its box in pixels (left, top, right, bottom)."""
 
 
 def fonts() -> list[Path]:
@@ -102,9 +104,15 @@ def render(text: str, font_file: Path, size: int, width: int = 1240, margin: int
     step = int(size * 1.6)
     image = Image.new("L", (width, 2 * margin + step * len(lines)), 255)
     draw = ImageDraw.Draw(image)
+    words = []
     for i, line in enumerate(lines):
-        draw.text((margin, margin + i * step), line, font=font, fill=0)
-    return Page("\n".join(lines), image, font_file.stem, size)
+        top = margin + i * step
+        draw.text((margin, top), line, font=font, fill=0)
+        x = margin
+        for word in line.split(" "):
+            words.append((word, draw.textbbox((x, top), word, font=font)))
+            x += draw.textlength(word + " ", font=font)
+    return Page("\n".join(lines), image, font_file.stem, size, tuple(words))
 
 
 def pages(count: int, sentences: int = 3, seed: int = 7) -> list[Page]:

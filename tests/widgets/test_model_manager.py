@@ -1,14 +1,12 @@
-"""The model manager widget and the launch forms, with real jobs and the loopback mirror."""
+"""The model manager widget, with real jobs and the loopback mirror."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from ipyjobs import JobManager, JobState
+from ipyjobs import JobManager
 from ipyjobs.models import ModelStore
-from ipyjobs.widgets import JobsPanel, ModelManager, OcrForm, TranscribeForm, app
+from ipyjobs.widgets import ModelManager
 from tests.engine.test_states import wait_until
 from tests.support.http_server import LoopbackServer
 from tests.support.model_fixtures import TEST_WHISPER
@@ -71,36 +69,3 @@ async def test_the_filter_selects_rows(manager: JobManager, store: ModelStore) -
     models.filter.value = "deu"
     assert set(models._rows) == {"tessdata_fast/deu", "tessdata_best/deu"}
     assert "tessdata_best/deu: missing" in repr(models)
-
-
-async def test_forms_start_jobs_that_the_panel_shows(
-    manager: JobManager, mirror: LoopbackServer, tmp_path: Path
-) -> None:
-    panel = JobsPanel(manager)
-    form = TranscribeForm(manager)
-    form.start.click()
-    assert "Path is empty" in form.feedback.value and form.last_job is None
-    form.path.value = str(tmp_path)
-    form.model.value = "tiny.en-test"
-    form.start.click()
-    job = form.last_job
-    assert job is not None and "Started Transcribe" in form.feedback.value
-    assert await job.join() is JobState.FAILED  # an empty folder, said before any download
-    assert "no audio or video files in" in (job.error_text or "") and job.children == []
-    await wait_until(lambda: panel.in_sync)
-    assert job.id in {row.handle.id for row in panel._rows.values()}
-
-    ocr = OcrForm(manager)
-    ocr.path.value = str(tmp_path)
-    ocr.languages.value = "klingon"
-    ocr.start.click()
-    assert ocr.last_job is None and "klingon" in ocr.feedback.value
-
-
-async def test_the_app_puts_forms_models_and_jobs_on_one_page(
-    manager: JobManager, store: ModelStore
-) -> None:
-    page = app(manager)
-    tabs, panel = page.children
-    assert tabs.titles == ("Transcribe", "OCR", "Models")
-    assert isinstance(panel, JobsPanel)

@@ -1,0 +1,98 @@
+"""A loop nobody starves: checkpoints take turns, and a watchdog names a job blocking the loop."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import anyio
+import pytest
+
+from ipyjobs import Job, JobContext, JobManager, JobState
+
+from .test_states import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def spin(seconds: float) -> None:
+    """``seconds`` of CPU work on the loop, as a job's computing loop would do."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@dataclass
+class Computes(Job, kind="test.computes"):
+    """Computes forever, with a checkpoint after every ``slice`` seconds of CPU work."""
+
+    slice: float = 0.010
+
+    async def run(self, ctx: JobContext) -> None:
+        while True:
+            await ctx.checkpoint()
+            spin(self.slice)
+
+
+async def sleep_overshoots(rounds: int, nap: float = 0.010) -> tuple[list[float], list[float]]:
+    """How late ``sleep(nap)`` wakes, in wall time and in the loop thread's CPU time.
+
+    While the jobs compute, the loop thread is never idle, so the CPU time it spent during the
+    nap is the time the loop's own work kept the sleeper waiting; the wall time adds what other
+    processes of a shared machine took from it.
+    """
+    wall, loop = [], []
+    for _ in range(rounds):
+        started, cpu = time.perf_counter(), time.thread_time()
+        await anyio.sleep(nap)
+        wall.append(time.perf_counter() - started - nap)
+        loop.append(time.thread_time() - cpu - nap)
+    return wall, loop
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[-1]
+
+
+async def test_eight_computing_jobs_leave_the_loop_responsive(manager: JobManager) -> None:
+    handles = [manager.dispatch(Computes()) for _ in range(8)]
+    await wait_until(lambda: all(h.state is JobState.RUNNING for h in handles))
+    _, loop = await sleep_overshoots(200)
+    assert p99(loop) <= 0.050, f"p99 overshoot {p99(loop) * 1000:.1f} ms of loop time"
+    latencies = []
+    for handle in handles:
+        asked = time.perf_counter()
+        handle.cancel()
+        assert await handle.join() is JobState.CANCELLED
+        latencies.append(time.perf_counter() - asked)
+    assert max(latencies) <= 0.100, f"slowest cancel {max(latencies) * 1000:.1f} ms"
+
+
+@dataclass
+class Blocks(Job, kind="test.blocks"):
+    seconds: float = 3.0
+
+    async def run(self, ctx: JobContext) -> str:
+        await ctx.checkpoint()
+        time.sleep(self.seconds)  # the mistake the watchdog names
+        return "done"
+
+
+async def test_the_watchdog_names_a_job_that_blocks_the_loop(
+    manager: JobManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet = manager.dispatch(Computes(0.001))
+    blocker = manager.dispatch(Blocks(3.0))
+    assert await blocker == "done"
+    await anyio.sleep(0.05)
+    assert len(blocker.warnings) == 1
+    warning = blocker.warnings[0]
+    assert "blocked the event loop" in warning
+    assert "in run" not in warning and "run (" in warning and "test_loop.py" in warning
+    assert "ctx.run_sync" in warning
+    assert quiet.warnings == []
+    logged = [r.getMessage() for r in caplog.records if "blocked the event loop" in r.getMessage()]
+    assert logged and blocker.id in logged[0]
+    quiet.cancel()
+    await quiet.join()
