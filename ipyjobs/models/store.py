@@ -287,6 +287,7 @@ class ModelStore:
                 "path": str(folder),
                 "sha256": _digest(hashes),
                 "size": sum(f["size"] for f in files.values()),
+                "mtime_ns": folder.stat().st_mtime_ns,  # each file's own is in ``files``
                 "files": files,
                 "source": source,
             },

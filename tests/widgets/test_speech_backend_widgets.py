@@ -21,17 +21,16 @@ async def test_the_form_builds_the_engine_options(
     manager: JobManager, mirror: LoopbackServer, tmp_path: Path
 ) -> None:
     form = TranscribeForm(manager)
-    form.path.value = str(tmp_path)
     form.model.value = "tiny.en-test"
     assert form.backend.options == ("auto", "faster-whisper", "openai-whisper")
     form.backend.value, form.vad.value, form.batch_size.value = "faster-whisper", True, 8
-    job = form.build()
+    job = form.build(str(tmp_path), str(tmp_path / "out"))
     assert (job.backend, job.vad, job.batch_size) == ("faster-whisper", True, 8)
     form.batch_size.value = 0
-    assert form.build().batch_size is None
+    assert form.build(str(tmp_path), str(tmp_path / "out")).batch_size is None
     form.backend.value = "openai-whisper"
-    form.start.click()
-    assert form.last_job is None and "need(s) faster-whisper" in form.feedback.value
+    with pytest.raises(ValueError, match=r"need\(s\) faster-whisper"):
+        form.build(str(tmp_path), str(tmp_path / "out"))
 
 
 async def test_the_model_manager_converts_and_shows_a_converted_model(
