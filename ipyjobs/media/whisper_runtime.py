@@ -27,7 +27,7 @@ from ..engine import current_token
 #: How many loaded models stay in memory, most recently used first.
 MODEL_CACHE_SIZE = 2
 
-_on_frames: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+_on_frames: contextvars.ContextVar[Callable[[float, float], None] | None] = contextvars.ContextVar(
     "ipyjobs_whisper_frames", default=None
 )
 
@@ -68,7 +68,7 @@ def _install() -> None:
 
 
 @contextmanager
-def reporting_frames(on_frames: Callable[[int, int], None]) -> Iterator[None]:
+def reporting_frames(on_frames: Callable[[float, float], None]) -> Iterator[None]:
     """Within the block (in this thread), whisper's frame progress goes to ``on_frames``."""
     _install()
     reset = _on_frames.set(on_frames)
@@ -84,31 +84,60 @@ def _check_token(module: Any, args: Any) -> None:
         token.check()
 
 
-_models: OrderedDict[tuple[str, str], Any] = OrderedDict()
-_models_lock = threading.Lock()
+class ModelCache:
+    """Loaded models of this process, most recently used last, at most ``MODEL_CACHE_SIZE``:
+    the next job in the kernel starts at once. Shared by both engines (memory is shared too)."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = self._models[key] = load()
+                while len(self._models) > MODEL_CACHE_SIZE:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+_models = ModelCache()
 
 
 def load_model(path: Path, device: str, alignment_name: str | None) -> Any:
-    """Load a checkpoint once per process (LRU of ``MODEL_CACHE_SIZE``), so the next job in the
-    kernel starts at once. Loaded by path, whisper knows no alignment heads: set the official
-    ones for catalog models, which word timestamps need."""
-    import whisper
+    """Load a checkpoint once per process (see :class:`ModelCache`). Loaded by path, whisper
+    knows no alignment heads: set the official ones for catalog models, which word timestamps
+    need."""
 
-    key = (str(path), device)
-    with _models_lock:
-        model = _models.get(key)
-        if model is not None:
-            _models.move_to_end(key)
-            return model
+    def load() -> Any:
+        import whisper
+
         model = whisper.load_model(str(path), device=device)
         model.encoder.register_forward_pre_hook(_check_token)
         model.decoder.register_forward_pre_hook(_check_token)
         if alignment_name in whisper._ALIGNMENT_HEADS:
             model.set_alignment_heads(whisper._ALIGNMENT_HEADS[alignment_name])
-        _models[key] = model
-        while len(_models) > MODEL_CACHE_SIZE:
-            _models.popitem(last=False)
         return model
+
+    return _models.get(("openai-whisper", str(path), device), load)
+
+
+def transcribe(
+    path: Path, device: str, alignment_name: str | None, audio: Any, options: dict[str, Any],
+    on_progress: Callable[[float, float], None],
+) -> dict[str, Any]:  # fmt: skip
+    """One file's samples through openai-whisper (in a worker thread): whisper's result dict.
+    ``on_progress(done, total)`` after each 30-second window; cancel and pause act within one
+    decoding step (the token is checked before every forward pass)."""
+    model = load_model(path, device, alignment_name)
+    with reporting_frames(on_progress):
+        return model.transcribe(audio, **options)
 
 
 def default_device() -> str:

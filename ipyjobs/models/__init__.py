@@ -1,6 +1,8 @@
-"""Models: the catalog, the on-disk store, the download job and ``ensure_model``."""
+"""Models: the catalog, the on-disk store, the download and conversion jobs, ``ensure_model``
+and ``ensure_converted``."""
 
-from .catalog import FAMILIES, TESSDATA_BEST, TESSDATA_FAST, WHISPER, ModelEntry
+from .catalog import FAMILIES, FASTER_WHISPER, TESSDATA_BEST, TESSDATA_FAST, WHISPER, ModelEntry
+from .convert import ConversionFailed, ConvertModel, ensure_converted
 from .ensure import DownloadModel, VerifyModel, ensure_model, ensure_tessdata
 from .errors import (
     ChecksumMismatch,
@@ -18,10 +20,13 @@ from .store import ModelInfo, ModelStore
 
 __all__ = [
     "FAMILIES",
+    "FASTER_WHISPER",
     "TESSDATA_BEST",
     "TESSDATA_FAST",
     "WHISPER",
     "ChecksumMismatch",
+    "ConversionFailed",
+    "ConvertModel",
     "CorruptStoreFile",
     "DownloadError",
     "DownloadModel",
@@ -36,6 +41,7 @@ __all__ = [
     "OfflineError",
     "UnknownModel",
     "VerifyModel",
+    "ensure_converted",
     "ensure_model",
     "ensure_tessdata",
 ]

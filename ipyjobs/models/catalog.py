@@ -5,6 +5,10 @@ also take a Whisper name or alias alone (``"turbo"``) and ``tesseract:<lang>`` f
 variant. Users add entries with :func:`register`; they are kept in the data folder so a resumed
 download finds them again in a new session.
 
+Every Whisper entry also has a faster-whisper twin, ``faster-whisper/<name>``: a folder of files
+(:data:`CONVERTED_FILES`) made on this machine from the verified checkpoint by the
+``ConvertModel`` job, so one trusted download serves both engines.
+
 Mirror layout (``IPYJOBS_MODEL_MIRROR=BASE``): ``BASE/<family>/<file>``, for example
 ``BASE/whisper/tiny.en.pt`` and ``BASE/tessdata_fast/eng.traineddata``.
 """
@@ -25,7 +29,11 @@ from .settings import mirror
 WHISPER = "whisper"
 TESSDATA_FAST = "tessdata_fast"
 TESSDATA_BEST = "tessdata_best"
-FAMILIES = (WHISPER, TESSDATA_FAST, TESSDATA_BEST)
+FASTER_WHISPER = "faster-whisper"
+FAMILIES = (WHISPER, TESSDATA_FAST, TESSDATA_BEST, FASTER_WHISPER)
+#: The files of a converted faster-whisper model folder.
+CONVERTED_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json",
+                   "preprocessor_config.json")  # fmt: skip
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _WHISPER_URL = "https://openaipublic.azureedge.net/main/whisper/models/{sha256}/{file}"
@@ -34,11 +42,15 @@ _TESSDATA_URL = "https://raw.githubusercontent.com/tesseract-ocr/{repo}/main/{fi
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One downloadable model file.
+    """One downloadable model file, or a folder of files made from another entry.
 
     ``sha256`` is ``None`` where upstream publishes no hash: the hash of the first download is
     then recorded and later checks compare against it. ``size_exact`` is false for a size known
     only roughly (the download's Content-Length is then what counts).
+
+    A folder model has ``files`` (the names inside the folder ``file``); ``converted_from`` is
+    the id of the entry it is converted from on this machine (it then has no URL). Each file's
+    SHA-256 is recorded when it is made, and the model is ready only while all of them match.
     """
 
     family: str
@@ -50,6 +62,8 @@ class ModelEntry:
     size_exact: bool = True
     aliases: tuple[str, ...] = ()
     custom: bool = field(default=False, compare=False)
+    files: tuple[str, ...] = ()
+    converted_from: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -63,6 +77,8 @@ class ModelEntry:
         """``whisper model tiny.en``, ``Tesseract eng (fast)``: for titles and messages."""
         if self.family == WHISPER:
             return f"whisper model {self.name}"
+        if self.family == FASTER_WHISPER:
+            return f"faster-whisper model {self.name}"
         return f"Tesseract {self.name} ({self.family.removeprefix('tessdata_')})"
 
     @property
@@ -72,6 +88,16 @@ class ModelEntry:
         return f"{base}/{self.family}/{self.file}" if base else self.url
 
 
+def _plain_name(file: str) -> bool:
+    return not (
+        not file
+        or file in (".", "..")
+        or file.startswith(".")
+        or any(sep in file for sep in ("/", "\\", "\0"))
+        or Path(file).name != file
+    )
+
+
 def validate(entry: ModelEntry) -> None:
     """Raise ``InvalidModelEntry`` naming the bad field and what it should be."""
     where = f"model entry {entry.family}/{entry.name}"
@@ -79,19 +105,18 @@ def validate(entry: ModelEntry) -> None:
         raise InvalidModelEntry(f"{where}: family must be one of {', '.join(FAMILIES)}")
     if not entry.name or "/" in entry.name or entry.name.strip() != entry.name:
         raise InvalidModelEntry(f"{where}: the name must be non-empty, without '/' or spaces")
+    for file in (entry.file, *entry.files):
+        if not _plain_name(file):
+            raise InvalidModelEntry(
+                f"{where}: file {file!r} must be a plain file name (no folders, no '..', not "
+                "hidden): models are stored inside the ipyjobs model folder"
+            )
+    if entry.converted_from is not None:
+        if not entry.files:
+            raise InvalidModelEntry(f"{where}: a converted model must list its files")
+        return  # made on this machine: no URL, hash or size to check
     file = entry.file
-    if (
-        not file
-        or file in (".", "..")
-        or file.startswith(".")
-        or any(sep in file for sep in ("/", "\\", "\0"))
-        or Path(file).name != file
-    ):
-        raise InvalidModelEntry(
-            f"{where}: file {file!r} must be a plain file name (no folders, no '..', not hidden): "
-            "models are stored inside the ipyjobs model folder"
-        )
-    if entry.family != WHISPER and not file.endswith(".traineddata"):
+    if entry.family in (TESSDATA_FAST, TESSDATA_BEST) and not file.endswith(".traineddata"):
         raise InvalidModelEntry(f"{where}: Tesseract data files end in .traineddata, got {file!r}")
     if entry.sha256 is not None and not _SHA256.fullmatch(entry.sha256):
         raise InvalidModelEntry(
@@ -187,6 +212,12 @@ _TESSDATA_KNOWN: dict[tuple[str, str], tuple[int, str | None]] = {
 }
 
 
+def converted(entry: ModelEntry) -> ModelEntry:
+    """The faster-whisper twin of a Whisper entry: a folder converted from its checkpoint."""
+    return ModelEntry(FASTER_WHISPER, entry.name, entry.name, "", custom=entry.custom,
+                      files=CONVERTED_FILES, converted_from=entry.id)  # fmt: skip
+
+
 def _tessdata(family: str, language: str) -> ModelEntry:
     file = f"{language}.traineddata"
     size, sha256 = _TESSDATA_KNOWN.get((family, language), (None, None))
@@ -212,6 +243,9 @@ class Catalog:
         if entry.family == WHISPER:
             for name in (entry.name, *entry.aliases):
                 self._names[name] = entry.id
+            twin = converted(entry)
+            self._entries[twin.id] = twin
+            self._names[twin.id] = twin.id
         elif entry.family == TESSDATA_FAST:
             self._names[f"tesseract:{entry.name}"] = entry.id
 
@@ -276,6 +310,7 @@ class Catalog:
                 raise ValueError("it is not a JSON list of entries")
             for fields in saved:
                 fields["aliases"] = tuple(fields.get("aliases", ()))
+                fields["files"] = tuple(fields.get("files", ()))
                 self.register(ModelEntry(**fields))
         except (ValueError, TypeError, AttributeError) as exc:  # JSON, fields, InvalidModelEntry
             raise CorruptStoreFile(
@@ -285,6 +320,6 @@ class Catalog:
             ) from exc
 
     def save_custom(self, path: Path) -> None:
-        custom = [asdict(e) for e in self._entries.values() if e.custom]
+        custom = [asdict(e) for e in self._entries.values() if e.custom and not e.converted_from]
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_text(path, json.dumps(custom, indent=1))

@@ -5,17 +5,20 @@ Layout under ``<data folder>/models``::
     whisper/<file>.pt                    Whisper checkpoints
     tessdata_fast/<lang>.traineddata     one folder per Tesseract variant, usable as
     tessdata_best/<lang>.traineddata     ``tesseract --tessdata-dir`` (configs/ and pdf.ttf in it)
+    faster-whisper/<name>/               converted models: a folder of files, each verified
     manifest.json                        verified files: id -> sha256, size, mtime, path, source
     custom.json                          the user's own catalog entries
 
 A file is *ready* when the manifest vouches for it and its size and mtime are unchanged;
-checking never re-hashes (``verify`` does). Files already on the machine are reused: a
-checkpoint in whisper's cache is used where it is, system Tesseract data is copied into the
-managed folder (tesseract reads one folder).
+checking never re-hashes (``verify`` does). A folder model is ready when every one of its files
+is; it is made in ``<name>.partial/`` (a *partial* model) and moved into place when complete.
+Files already on the machine are reused: a checkpoint in whisper's cache is used where it is,
+system Tesseract data is copied into the managed folder (tesseract reads one folder).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from ..engine import data_home
-from .catalog import TESSDATA_FAST, WHISPER, Catalog, ModelEntry
+from .catalog import TESSDATA_BEST, TESSDATA_FAST, WHISPER, Catalog, ModelEntry
 from .diskio import replace_text, sha256_of
 from .errors import ModelInUse
 from .partfile import partial_files
@@ -154,13 +157,18 @@ class ModelStore:
     def family_folder(self, family: str) -> Path:
         folder = self.folder / family
         folder.mkdir(exist_ok=True)
-        if family != WHISPER:
+        if family in (TESSDATA_FAST, TESSDATA_BEST):
             self._prepare_tessdata_folder(folder)
         return folder
 
     def target(self, entry: ModelEntry) -> Path:
-        """Where the store keeps ``entry`` when it downloads it."""
+        """Where the store keeps ``entry`` when it downloads (or converts) it."""
         return self.family_folder(entry.family) / entry.file
+
+    @staticmethod
+    def partial_folder(target: Path) -> Path:
+        """Where a folder model is assembled before it is moved to ``target``."""
+        return target.with_name(target.name + ".partial")
 
     def _prepare_tessdata_folder(self, folder: Path) -> None:
         """Give a managed tessdata folder the configs and font tesseract's outputs need."""
@@ -263,6 +271,28 @@ class ModelStore:
             },
         )
 
+    def record_verified_folder(
+        self, entry: ModelEntry, folder: Path, hashes: dict[str, str], source: str
+    ) -> None:
+        """Vouch for a folder model: ``hashes`` maps each of ``entry.files`` to the SHA-256 just
+        computed. The record's own ``sha256`` is a digest of those, its ``size`` their sum."""
+        files = {}
+        for name in entry.files:
+            stat = (folder / name).stat()
+            files[name] = {"sha256": hashes[name], "size": stat.st_size,
+                           "mtime_ns": stat.st_mtime_ns}  # fmt: skip
+        self._update_manifest(
+            entry.id,
+            {
+                "path": str(folder),
+                "sha256": _digest(hashes),
+                "size": sum(f["size"] for f in files.values()),
+                "mtime_ns": folder.stat().st_mtime_ns,  # each file's own is in ``files``
+                "files": files,
+                "source": source,
+            },
+        )
+
     def recorded_sha256(self, entry: ModelEntry) -> str | None:
         """The hash to expect: the catalog's, else the one recorded at the first download (if
         that download matched the known size)."""
@@ -283,12 +313,19 @@ class ModelStore:
         record = self._vouched_record(entry, manifest)
         if record is None:
             return None
-        try:
-            stat = os.stat(record["path"])
-        except OSError:
-            return None
-        if stat.st_size != record["size"] or stat.st_mtime_ns != record["mtime_ns"]:
-            return None
+        if entry.files:
+            if sorted(record.get("files", ())) != sorted(entry.files):
+                return None
+            checks = [(Path(record["path"]) / n, f) for n, f in record["files"].items()]
+        else:
+            checks = [(Path(record["path"]), record)]
+        for path, expected in checks:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            if stat.st_size != expected["size"] or stat.st_mtime_ns != expected["mtime_ns"]:
+                return None
         return record
 
     def ready_path(self, name: str | ModelEntry) -> Path | None:
@@ -305,6 +342,8 @@ class ModelStore:
         if record is None:
             raise FileNotFoundError(f"{entry.label} is not downloaded: nothing to verify")
         path = Path(record["path"])
+        if entry.files:
+            return await self._verify_folder(entry, path, record)
         actual, size = await sha256_of(path)
         expected = entry.sha256 or record["sha256"]
         if actual == expected and vouches(entry, actual, size):
@@ -313,10 +352,33 @@ class ModelStore:
         log.error(
             "%s at %s is corrupt: SHA-256 %s, expected %s", entry.label, path, actual, expected
         )
+        self._forget(entry, path)
+        return False
+
+    async def _verify_folder(self, entry: ModelEntry, folder: Path, record: dict[str, Any]) -> bool:
+        hashes = {}
+        for name in entry.files:
+            expected = record.get("files", {}).get(name, {}).get("sha256")
+            try:
+                hashes[name], _ = await sha256_of(folder / name)
+            except FileNotFoundError:
+                hashes[name] = "missing"
+            if hashes[name] != expected:
+                log.error("%s: %s is corrupt: SHA-256 %s, expected %s",
+                          entry.label, folder / name, hashes[name], expected)  # fmt: skip
+                self._forget(entry, folder)
+                return False
+        self.record_verified_folder(entry, folder, hashes, record["source"])
+        return True
+
+    def _forget(self, entry: ModelEntry, path: Path) -> None:
+        """Drop a model's record, and delete its file or folder when it is the store's own."""
         self._update_manifest(entry.id, None)
         if path.is_relative_to(self.folder):
-            path.unlink(missing_ok=True)
-        return False
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -325,8 +387,6 @@ class ModelStore:
         return self._info(entry, self._read_manifest())
 
     def _info(self, entry: ModelEntry, manifest: dict[str, Any]) -> ModelInfo:
-        from .download import partial_size
-
         record = self._ready_record(entry, manifest)
         if record is not None:
             return ModelInfo(
@@ -338,7 +398,7 @@ class ModelStore:
                 source=record["source"],
             )
         target = self.folder / entry.family / entry.file
-        present = partial_size(target)
+        present = _partial_bytes(entry, target)
         job = self._downloads.get(entry.id)
         if job is not None and not job.done:
             status = "downloading"
@@ -383,8 +443,6 @@ class ModelStore:
         Refused while a download or a job uses it. A reused file outside the store (whisper's
         cache) is not deleted, only forgotten.
         """
-        from .download import partial_size
-
         entry = name if isinstance(name, ModelEntry) else self.entry(name)
         job = self._downloads.get(entry.id)
         if job is not None and not job.done:
@@ -397,7 +455,14 @@ class ModelStore:
                 "wait for them or cancel them first"
             )
         target = self.folder / entry.family / entry.file
-        freed = partial_size(target)
+        freed = _partial_bytes(entry, target)
+        if entry.files:
+            if target.is_dir():
+                freed += _folder_bytes(target)
+                shutil.rmtree(target)
+            shutil.rmtree(self.partial_folder(target), ignore_errors=True)
+            self._update_manifest(entry.id, None)
+            return freed
         for leftover in partial_files(target):
             leftover.unlink(missing_ok=True)
         if target.exists():
@@ -405,6 +470,26 @@ class ModelStore:
             target.unlink()
         self._update_manifest(entry.id, None)
         return freed
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _partial_bytes(entry: ModelEntry, target: Path) -> int:
+    """Bytes of an unfinished download (one file) or conversion (a ``.partial`` folder)."""
+    from .download import partial_size
+
+    if entry.files:
+        partial = ModelStore.partial_folder(target)
+        return _folder_bytes(partial) if partial.is_dir() else 0
+    return partial_size(target)
+
+
+def _digest(hashes: dict[str, str]) -> str:
+    """One SHA-256 standing for a folder's files (names and hashes, in name order)."""
+    text = "".join(f"{name}\0{hashes[name]}\n" for name in sorted(hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 _stores: dict[Path, ModelStore] = {}

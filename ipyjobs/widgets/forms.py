@@ -14,7 +14,7 @@ import ipywidgets as widgets
 from ..engine import Job, JobHandle, JobManager, jobs
 from ..media.ocr import EXTENSIONS as IMAGE_EXTENSIONS
 from ..media.ocr import OcrJob
-from ..media.speech import AUDIO_VIDEO_EXTENSIONS, TranscribeJob
+from ..media.speech import AUDIO_VIDEO_EXTENSIONS, BACKENDS, TranscribeJob
 from ..media.speech import FORMATS as SPEECH_FORMATS
 from ..media.tesseract import FORMATS as OCR_FORMATS
 from ..models import ModelError, ModelStore
@@ -117,8 +117,15 @@ class TranscribeForm(LaunchForm):
         self.language.observe(self._language_changed, "value")
         self._default = self.model.value
         self.task = widgets.ToggleButtons(options=["transcribe", "translate"])
+        self.backend = widgets.Dropdown(description="Engine", options=BACKENDS, value="auto",
+                                        style=style())  # fmt: skip
+        self.vad = widgets.Checkbox(description="Skip silence (VAD, faster-whisper)")
+        # 0: one 30-second window after the other; more: faster-whisper's batched pipeline
+        self.batch_size = widgets.BoundedIntText(description="Batch size", value=0, max=64,
+                                                 style=style())  # fmt: skip
         self.formats = Checkboxes("Outputs", SPEECH_FORMATS, ("txt", "srt", "vtt"))
-        fields = [self.model, self.language, labelled("Task", self.task), self.formats]
+        fields = [self.model, self.language, labelled("Task", self.task), self.backend,
+                  self.vad, self.batch_size, self.formats]  # fmt: skip
         super().__init__(fields, manager)
 
     def _language_changed(self, change: dict) -> None:
@@ -135,6 +142,9 @@ class TranscribeForm(LaunchForm):
             model=self.model.value,
             language=None if self.language.value == DETECT else self.language.value,
             task=self.task.value,
+            backend=self.backend.value,
+            vad=self.vad.value,
+            batch_size=self.batch_size.value or None,
             formats=self.formats.value,
             output_dir=output_dir,
         )

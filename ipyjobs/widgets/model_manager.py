@@ -14,7 +14,7 @@ import ipywidgets as widgets
 
 from ..engine import JobManager, jobs
 from ..engine.text import format_amount
-from ..models import DownloadModel, ModelError, ModelInfo, ModelStore, VerifyModel
+from ..models import ConvertModel, DownloadModel, ModelError, ModelInfo, ModelStore, VerifyModel
 from ..models.catalog import WHISPER
 from .sync import SentState, TextRepr
 from .ticker import ticker
@@ -60,7 +60,8 @@ class ModelRow:
         return button
 
     def _download(self) -> None:
-        self.panel.manager.dispatch(DownloadModel(self.entry.id, str(self.panel.manager.home)))
+        make = ConvertModel if self.entry.converted_from else DownloadModel
+        self.panel.manager.dispatch(make(self.entry.id, str(self.panel.manager.home)))
 
     def _cancel(self) -> None:
         if self.info.job is not None:
@@ -90,12 +91,13 @@ class ModelRow:
         if info.job is not None:
             progress = info.job.progress
             fraction = progress.fraction or 0.0
-            shown = f"downloading {fraction:.0%}"
+            shown = f"{'converting' if self.entry.converted_from else 'downloading'} {fraction:.0%}"
             if progress.rate:
                 shown += f", {format_amount(progress.rate, 'bytes')}/s"
+        made = f" · converted from {self.entry.converted_from}" if self.entry.converted_from else ""
         label = (
             f"<b>{html.escape(self.entry.name)}</b> <small>{html.escape(self.entry.family)}"
-            f" · {_size(info.size)}</small> "
+            f"{html.escape(made)} · {_size(info.size)}</small> "
             f'<span style="color:{STATUS_COLOURS[status]}">{html.escape(shown)}</span>'
         )
         buttons: tuple[widgets.Button, ...]

@@ -1,4 +1,5 @@
-"""The speech-to-text job on real openai-whisper, a real tiny.en model and espeak-ng speech."""
+"""The speech-to-text job on real openai-whisper (the reference engine), a real tiny.en model
+and espeak-ng speech."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.anyio
 
 #: Measured here: 0.086 over the five clips (wav, mp3, ogg); the bound leaves room for noise.
 WER_BOUND = 0.25
+#: These tests run the reference engine; tests/media/test_speech_faster.py runs faster-whisper.
+OPENAI = {"model": "tiny.en-test", "backend": "openai-whisper"}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ async def test_a_folder_is_transcribed_after_a_nested_model_download(
 ) -> None:
     out = tmp_path / "out"
     job = TranscribeJob(
-        str(clips), model="tiny.en-test", formats=["txt", "srt", "vtt", "json"],
+        str(clips), **OPENAI, formats=["txt", "srt", "vtt", "json"],
         output_dir=str(out), language="en",
     )  # fmt: skip
     handle = manager.dispatch(job)
@@ -77,7 +80,7 @@ async def test_bad_files_fail_alone(
         (folder / clip.name).write_bytes(clip.read_bytes())
     (folder / "corrupt.mp3").write_bytes(b"\xff\xfb" + bytes(range(256)) * 40)
     (folder / "notes.wav").write_text("not audio, just some notes\n")
-    handle = manager.dispatch(TranscribeJob(str(folder), model="tiny.en-test", language="en"))
+    handle = manager.dispatch(TranscribeJob(str(folder), **OPENAI, language="en"))
     summary = await handle
     assert handle.state is JobState.COMPLETED
     assert (summary["done"], summary["failed"]) == (2, 2)
@@ -118,7 +121,7 @@ async def forward_passes(monkeypatch: pytest.MonkeyPatch) -> ForwardPasses:
 async def test_cancel_inside_a_file_stops_within_two_seconds_without_output(
     manager: JobManager, mirror: LoopbackServer, long_clip: Path, forward_passes: ForwardPasses
 ) -> None:
-    handle = manager.dispatch(TranscribeJob(str(long_clip), model="tiny.en-test"))
+    handle = manager.dispatch(TranscribeJob(str(long_clip), **OPENAI))
     asked: list[float] = []
     forward_passes.at(20, lambda: (asked.append(time.monotonic()), handle.cancel()))
     assert await handle.join() is JobState.CANCELLED
@@ -135,9 +138,7 @@ async def test_pause_and_resume_inside_a_file(
     forward_passes: ForwardPasses,
 ) -> None:
     handle = manager.dispatch(
-        TranscribeJob(
-            str(long_clip), model="tiny.en-test", output_dir=str(tmp_path), formats=["txt"]
-        )
+        TranscribeJob(str(long_clip), **OPENAI, output_dir=str(tmp_path), formats=["txt"])
     )
     forward_passes.at(20, handle.pause)
     await wait_until(lambda: handle.state is JobState.PAUSED, timeout=120)
@@ -154,7 +155,7 @@ async def test_an_interrupted_job_resumes_with_the_files_left(
     ipyjobs_home: Path, mirror: LoopbackServer, clips: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    job = TranscribeJob(str(clips), model="tiny.en-test", output_dir=str(out), formats=["txt"])
+    job = TranscribeJob(str(clips), **OPENAI, output_dir=str(out), formats=["txt"])
     async with JobManager(ipyjobs_home, tick=0.02) as manager:
         handle = manager.dispatch(job)
         await wait_until(lambda: len(list(out.glob("*.txt"))) >= 2, timeout=120)
@@ -174,7 +175,7 @@ async def test_no_ffmpeg_fails_before_any_work(
     manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    handle = manager.dispatch(TranscribeJob(str(clips), model="tiny.en-test"))
+    handle = manager.dispatch(TranscribeJob(str(clips), **OPENAI))
     with pytest.raises(FfmpegMissing, match="apt-get install ffmpeg"):
         await handle
     assert handle.children == []  # not even the model download started

@@ -1,0 +1,121 @@
+"""faster-whisper (CTranslate2) inside a job: cached models, interrupts and progress within a
+file, and openai-whisper's result dict so whisper's own writers make the output files.
+
+faster-whisper returns its segments lazily: each one is decoded when asked for. The job's token
+is checked between segments, and also before every call into the CTranslate2 model (encode,
+generate, language detection, word alignment): that is between 30-second windows, VAD chunks
+and batches, so cancel and pause act within one decoding call. In-file progress is the end time
+of the last segment over the file's duration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..engine import current_token
+from .audio import SAMPLE_RATE
+from .whisper_runtime import _models
+
+#: Calls into the CTranslate2 model that are checked first (each can take a while).
+CHECKED_CALLS = frozenset({"encode", "generate", "detect_language", "align"})
+#: The window the batched pipeline cuts a file into when VAD is off.
+CHUNK_SECONDS = 30
+
+
+def _check_token(call: str) -> None:
+    """Before a CTranslate2 call (looked up at call time, so tests can observe the calls)."""
+    token = current_token()
+    if token is not None:
+        token.check()  # raises JobCancelled, or waits here while paused
+
+
+class _CheckedModel:
+    """The ``ctranslate2.models.Whisper`` of a loaded model, with the token checked before each
+    of :data:`CHECKED_CALLS`; everything else passes through."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._model, name)
+        if name not in CHECKED_CALLS:
+            return value
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            _check_token(name)
+            return value(*args, **kwargs)
+
+        return checked
+
+
+def default_compute_type(device: str) -> str:
+    """int8 on CPU (fastest there, WER within a hair of float32), float16 on a GPU."""
+    return "float16" if device == "cuda" else "int8"
+
+
+def default_device() -> str:
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def load_model(folder: Path, device: str, compute_type: str) -> Any:
+    """A ``faster_whisper.WhisperModel`` for a converted folder, loaded once per process."""
+
+    def load() -> Any:
+        from faster_whisper import WhisperModel
+
+        model = WhisperModel(str(folder), device=device, compute_type=compute_type)
+        model.model = _CheckedModel(model.model)
+        return model
+
+    return _models.get(("faster-whisper", str(folder), device, compute_type), load)
+
+
+def _result(segments: list[Any], language: str) -> dict[str, Any]:
+    """openai-whisper's result dict from faster-whisper segments (what whisper's writers read)."""
+    rows = []
+    for segment in segments:
+        row = dataclasses.asdict(segment)
+        if row["words"] is None:
+            del row["words"]
+        rows.append(row)
+    return {"text": "".join(s.text for s in segments), "segments": rows, "language": language}
+
+
+def transcribe(
+    folder: Path, device: str, compute_type: str, audio: Any, options: dict[str, Any],
+    on_progress: Callable[[float, float], None],
+) -> dict[str, Any]:  # fmt: skip
+    """One file's samples through faster-whisper (in a worker thread): whisper's result dict.
+
+    ``options`` are ``WhisperModel.transcribe`` keywords plus ``batch_size`` (``None``: the
+    sequential decoder; a number: the batched pipeline, over VAD chunks when ``vad_filter``,
+    else over 30-second windows).
+    """
+    from faster_whisper import BatchedInferencePipeline
+
+    model = load_model(folder, device, compute_type)
+    options = dict(options)
+    batch_size = options.pop("batch_size", None)
+    if batch_size is None:
+        segments, info = model.transcribe(audio, **options)
+    else:
+        if not options.get("vad_filter"):  # the pipeline then needs the windows, in seconds
+            seconds = len(audio) / SAMPLE_RATE
+            options["clip_timestamps"] = [
+                {"start": start, "end": min(start + CHUNK_SECONDS, seconds)}
+                for start in range(0, math.ceil(seconds), CHUNK_SECONDS)
+            ]
+        pipeline = BatchedInferencePipeline(model)
+        segments, info = pipeline.transcribe(audio, batch_size=batch_size, **options)
+    done = []
+    for segment in segments:  # each one is decoded here, on demand
+        done.append(segment)
+        on_progress(min(segment.end, info.duration), info.duration)
+        _check_token("segment")
+    return _result(done, info.language)
