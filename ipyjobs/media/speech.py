@@ -29,7 +29,7 @@ from . import faster_runtime, whisper_runtime
 from .audio import SAMPLE_RATE, load_audio
 from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
 from .executor import Executor
-from .outputs import Staging, already_done, process_file
+from .outputs import FileOutcome, Staging, already_done, process_file
 from .whisper_runtime import language_code
 
 log = logging.getLogger(__name__)
@@ -158,13 +158,20 @@ class TranscribeJob(Job, kind="media.transcribe"):
             options["temperature"] = self.temperature
         return options
 
+    async def _device(self, ctx: JobContext, runtime: Any) -> str:
+        if self.device != "auto":
+            return self.device
+        device: str = await ctx.run_sync(runtime.default_device)
+        return device
+
     async def _engine_model(self, ctx: JobContext, engine: str) -> tuple[Path, str, Any]:
         """The model path for ``engine``, the device, and what the runtime loads it with."""
         if engine == "openai-whisper":
-            device = whisper_runtime.default_device() if self.device == "auto" else self.device
+            # ``default_device`` imports torch: seconds on a first import, so not on the loop.
+            device = await self._device(ctx, whisper_runtime)
             path = await ensure_model(ctx, self.model)
             return path, device, ModelStore.at(ctx.manager.home).entry(self.model).name
-        device = faster_runtime.default_device() if self.device == "auto" else self.device
+        device = await self._device(ctx, faster_runtime)
         path = await ensure_converted(ctx, self.model)
         compute = self.compute_type
         if compute == "auto":
@@ -204,10 +211,10 @@ class TranscribeJob(Job, kind="media.transcribe"):
             def on_progress(done: float, total: float) -> None:
                 ctx.progress(index + (min(done / total, 1.0) if total else 0), len(files))
 
-            work = partial(_transcribe_file, engine, model_path, device, load_with, file,
-                           self.formats, options, on_progress)  # fmt: skip
-            outcome = await run_file(ctx, self.executor or ctx.manager.executor, file, process_file,
-                                     file, stem, stamp, self.formats, work, wait)  # fmt: skip
+            task = FileTask(engine, model_path, device, load_with, file, stem, stamp,
+                            self.formats, options)  # fmt: skip
+            executor = self.executor or ctx.manager.executor
+            outcome = await run_file(ctx, executor, file, transcribe_file, task, on_progress, wait)
             if outcome.status == "busy":
                 busy.append(index)
                 return
@@ -236,6 +243,32 @@ class TranscribeJob(Job, kind="media.transcribe"):
             "outputs": outputs,
             "model": str(model_path),
         }
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file's work, as plain data (an executor may run it in another process)."""
+
+    engine: str
+    model_path: Path
+    device: str
+    load_with: str
+    file: Path
+    stem: Path
+    fingerprint: str
+    formats: list[str]
+    options: dict[str, Any]
+
+
+def transcribe_file(task: FileTask, on_progress: Any, wait: bool = False) -> FileOutcome:
+    """Transcribe one file (in a worker thread, here or on a cluster worker), its outputs
+    committed with the done-marker by :func:`.outputs.process_file`.
+
+    ``on_progress(done, total)`` is the only callable passed: an executor on a cluster calls
+    it back in the kernel. ``wait``: wait for another job's claim on the file."""
+    work = partial(_transcribe_file, task.engine, task.model_path, task.device, task.load_with,
+                   task.file, task.formats, task.options, on_progress)  # fmt: skip
+    return process_file(task.file, task.stem, task.fingerprint, task.formats, work, wait)
 
 
 def _transcribe_file(

@@ -79,11 +79,11 @@ def build_tokenizer_json(multilingual: bool, num_languages: int, out: Path) -> N
 
     asset, ranks = _ranks(multilingual)
     vocab = {_spell(token): rank for token, rank in ranks.items()}
-    merges = [
-        tuple(_spell(piece) for piece in _merge_of(token, ranks))
-        for token, _ in sorted(ranks.items(), key=lambda item: item[1])
-        if len(token) > 1
-    ]
+    merges: list[tuple[str, str]] = []
+    for token, _ in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) > 1:
+            left, right = _merge_of(token, ranks)
+            merges.append((_spell(left), _spell(right)))
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
