@@ -43,9 +43,19 @@ def model_refs(home: Path, args: tuple) -> dict[str, dict[str, Any]]:
         exact = [info.entry for info in ready if info.path == path]
         held = [info.entry for info in ready if info.path.parent == path] if not exact else []
         if exact or held:  # a model (file or folder), or a folder of models (tessdata)
-            entries = [dataclasses.asdict(entry) for entry in exact or held]
-            refs[str(path)] = {"family": bool(held), "entries": entries}
+            found = exact or held
+            entries = [dataclasses.asdict(entry) for entry in found]
+            # a converted model (faster-whisper) is made from its source: send that entry too
+            sources = [dataclasses.asdict(_catalog_entry(home, entry.converted_from))
+                       for entry in found if entry.converted_from]  # fmt: skip
+            refs[str(path)] = {"family": bool(held), "entries": entries, "sources": sources}
     return refs
+
+
+def _catalog_entry(home: Path, name: str) -> Any:
+    from ..models import ModelStore
+
+    return ModelStore.at(home).entry(name)
 
 
 _ready_cache: dict[Path, tuple[int, list[Any]]] = {}
@@ -110,14 +120,23 @@ def _make_present(path: str, ref: dict[str, Any]) -> Path:
     from ..models import ModelEntry, ModelStore
 
     store = ModelStore.at(data_home())
+
+    def known(fields: dict[str, Any]) -> ModelEntry:
+        entry = ModelEntry(**{**fields, "aliases": tuple(fields.get("aliases", ())),
+                              "files": tuple(fields.get("files", ()))})  # fmt: skip
+        # a user's own entry is registered here too (its converted twin comes with it)
+        return store.register(entry) if entry.custom and not entry.converted_from else entry
+
+    for fields in ref.get("sources", []):
+        known(fields)
     ready = []
     for fields in ref["entries"]:
-        entry = ModelEntry(**{**fields, "aliases": tuple(fields.get("aliases", ()))})
-        if entry.custom:
-            entry = store.register(entry)
+        entry = known(fields)
+        if entry.converted_from:
+            entry = store.entry(entry.id)
         path_here = store.ready_path(entry)
         if path_here is None:
-            path_here = Path(anyio.run(_download, entry.id, str(store.folder.parent)))
+            path_here = Path(anyio.run(_make, entry.id, str(store.folder.parent)))
         ready.append((entry, path_here))
     entry, first = ready[0]
     result = store.family_folder(entry.family) if ref["family"] else first
@@ -125,10 +144,13 @@ def _make_present(path: str, ref: dict[str, Any]) -> Path:
     return result
 
 
-async def _download(entry_id: str, home: str) -> str:
-    """Download one model in this worker with a private, store-less engine."""
+async def _make(entry_id: str, home: str) -> str:
+    """Download one model (or convert it from its downloaded source, for a faster-whisper
+    model) in this worker with a private, store-less engine."""
     from ..engine import JobManager
-    from ..models import DownloadModel
+    from ..models import ConvertModel, DownloadModel, ModelStore
 
+    converted = ModelStore.at(home).entry(entry_id).converted_from is not None
+    job = ConvertModel(entry_id, home) if converted else DownloadModel(entry_id, home)
     async with JobManager(home, persist=False) as manager:
-        return str(await manager.dispatch(DownloadModel(entry_id, home)))
+        return str(await manager.dispatch(job))

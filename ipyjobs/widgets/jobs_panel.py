@@ -53,6 +53,12 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
 
     summary = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
+    trouble = traitlets.Unicode("").tag(sync=True)
+    """The job store's current trouble (its reason and fix), "" while all is written."""
+    where = traitlets.Unicode("").tag(sync=True)
+    """Where jobs run their work now (this kernel's threads, a Dask cluster)."""
+    dashboard = traitlets.Unicode("").tag(sync=True)
+    """The Dask dashboard's address when a cluster is in use, else ""."""
     interrupted = traitlets.Int(0).tag(sync=True)
     """How many interrupted top-level jobs of the data folder can be resumed."""
     show_history = traitlets.Bool(False).tag(sync=True)
@@ -113,6 +119,9 @@ class JobsPanel(TextRepr, anywidget.AnyWidget):
             if look:
                 self._store_due = now + STORE_EVERY
                 self.interrupted = len(self._feed.interrupted())
+                self.trouble = self.manager.store_problem or ""
+                self.where = self.manager.executor.where
+                self.dashboard = self.manager.dashboard_link or ""
         if message is not None:
             self._post(message)
         self._send_details(now, message)

@@ -134,7 +134,11 @@ class PanelView {
     this.historyBox.addEventListener("change", () => this.save("show_history", this.historyBox.checked));
     history.append(this.historyBox, " History");
     this.notice = node("span", "ipyjobs-notice");
-    head.append(node("b", "", "Jobs"), this.summary, this.resumeAll, clear, history, this.notice);
+    this.trouble = node("span", "ipyjobs-trouble");
+    this.where = node("a", "ipyjobs-where");
+    this.where.target = "_blank";
+    head.append(node("b", "", "Jobs"), this.summary, this.resumeAll, clear, history, this.notice,
+      this.where, this.trouble);
     this.list = node("div", "ipyjobs-list");
     this.spacer = node("div", "ipyjobs-spacer");
     this.list.append(this.spacer);
@@ -227,6 +231,12 @@ class PanelView {
     const m = this.model;
     setText(this.summary, m.get("summary"));
     setText(this.notice, m.get("notice"));
+    setText(this.trouble, m.get("trouble"));
+    const dashboard = m.get("dashboard");
+    setText(this.where, dashboard ? `${m.get("where")} (dashboard)` : "");
+    this.where.title = dashboard ? "Open the Dask dashboard" : "";
+    if (dashboard) this.where.href = dashboard;
+    else this.where.removeAttribute("href");
     const interrupted = m.get("interrupted");
     this.resumeAll.style.display = interrupted ? "" : "none";
     setText(this.resumeAll, `Resume ${interrupted} interrupted job${interrupted === 1 ? "" : "s"}`);

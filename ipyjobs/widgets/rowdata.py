@@ -207,7 +207,7 @@ def details(
             "item_errors": errors,
             "error_count": handle.error_count,
             "output": summarise_output(handle.output),
-            "timings": timings(history, elapsed),
+            "timings": timings(history, elapsed) + _where(handle),
             "warnings": list(getattr(handle, "warnings", []))[-DETAIL_LINES:],
         }
     assert record is not None
@@ -224,3 +224,9 @@ def details(
         "timings": timings(history, (record.progress or {}).get("elapsed") or 0.0),
         "warnings": [],
     }
+
+
+def _where(handle: JobHandle) -> list[str]:
+    """Where the job's work ran (this kernel's threads, a Dask cluster), once it ran some."""
+    where = getattr(handle, "where", None)
+    return [f"work ran on {where}"] if where else []

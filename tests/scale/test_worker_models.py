@@ -12,7 +12,7 @@ import pytest
 from ipyjobs import JobManager
 from ipyjobs.media.speech import TranscribeJob
 from ipyjobs.models import ModelStore
-from tests.media.test_speech import clips  # noqa: F401 (the five espeak clips, a fixture)
+from tests.media.conftest import clips  # noqa: F401 (the five espeak clips, a fixture)
 from tests.support.http_server import LoopbackServer
 
 from .conftest import start_client

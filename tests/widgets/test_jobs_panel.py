@@ -257,3 +257,27 @@ async def test_a_flood_stays_within_the_message_budget(manager: JobManager) -> N
     panel.close()
     assert rate <= 100, f"{rate:.0f} messages/s"
     assert exact  # every row shows its job's final values
+
+
+async def test_the_header_shows_the_stores_trouble_until_it_recovers_and_where_work_runs(
+    manager: JobManager, shown: Any
+) -> None:
+    import sqlite3
+
+    panel, _ = shown
+    assert panel.trouble == "" and panel.dashboard == ""
+    assert panel.where == manager.executor.where != ""
+    assert manager.store is not None
+    other = sqlite3.connect(manager.store.path, isolation_level=None, timeout=0.1)
+    other.execute("BEGIN EXCLUSIVE")  # another program holds the store's write lock
+    try:
+        job = manager.dispatch(Report(step=1.0))
+        await wait_until(lambda: panel.trouble != "", timeout=30)
+        assert panel.trouble == manager.store_problem
+        assert str(manager.store.path.name) in panel.trouble or "lock" in panel.trouble
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await wait_until(lambda: panel.trouble == "", timeout=30)
+    job.cancel()
+    await job.join()
