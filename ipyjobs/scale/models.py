@@ -121,17 +121,17 @@ def _make_present(path: str, ref: dict[str, Any]) -> Path:
 
     store = ModelStore.at(data_home())
 
-    def known(fields: dict[str, Any]) -> ModelEntry:
+    def entry_of(fields: dict[str, Any]) -> ModelEntry:
         entry = ModelEntry(**{**fields, "aliases": tuple(fields.get("aliases", ())),
                               "files": tuple(fields.get("files", ()))})  # fmt: skip
         # a user's own entry is registered here too (its converted twin comes with it)
         return store.register(entry) if entry.custom and not entry.converted_from else entry
 
     for fields in ref.get("sources", []):
-        known(fields)
+        entry_of(fields)
     ready = []
     for fields in ref["entries"]:
-        entry = known(fields)
+        entry = entry_of(fields)
         if entry.converted_from:
             entry = store.entry(entry.id)
         path_here = store.ready_path(entry)
