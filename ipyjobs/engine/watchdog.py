@@ -63,14 +63,14 @@ class Watchdog(threading.Thread):
         self._loop = loop
         self._loop_thread = loop_thread
         self._report = report
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._answered = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._answered.clear()
             asked = time.monotonic()
             try:
@@ -79,11 +79,11 @@ class Watchdog(threading.Thread):
                 return
             reported = False
             while not self._answered.wait(BEAT):
-                if self._stop.is_set() or self._loop.is_closed():
+                if self._stopping.is_set() or self._loop.is_closed():
                     return
                 blocked = time.monotonic() - asked
                 if blocked >= BLOCKED_AFTER and not reported and self._loop.is_running():
                     reported = True
                     life, where = blocker(sys._current_frames().get(self._loop_thread))
                     self._report(life, blocked, where)
-            self._stop.wait(BEAT)
+            self._stopping.wait(BEAT)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import pytest
@@ -96,3 +100,36 @@ async def test_the_watchdog_names_a_job_that_blocks_the_loop(
     assert logged and blocker.id in logged[0]
     quiet.cancel()
     await quiet.join()
+
+
+def test_a_fork_while_the_watchdog_runs_is_clean(tmp_path: Path) -> None:
+    """A child forked while the watchdog runs (ffmpeg and tesseract are started so) inherits
+    no broken thread: Python's after-fork clean-up calls every thread's ``_stop``."""
+    script = """
+import os, anyio
+from ipyjobs import JobManager
+
+async def main():
+    async with JobManager(persist=False) as manager:
+        await manager.dispatch(Nap())
+
+from dataclasses import dataclass
+from ipyjobs import Job
+
+@dataclass
+class Nap(Job, kind="fork_test.nap"):
+    async def run(self, ctx):
+        await anyio.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+anyio.run(main)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "IPYJOBS_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
