@@ -17,6 +17,7 @@ import hashlib
 import logging
 import mmap
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -249,10 +250,11 @@ class BatchWriter:
 
 
 def replace_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (through ``<name>.tmp``): a crash or a full
-    disk leaves the old file whole and no temporary file behind. A full disk raises
+    """Replace ``path`` with ``text`` atomically (through ``<name>.<pid>-<thread>.tmp``, so
+    two processes or threads writing the same file never share a temporary file): a crash or
+    a full disk leaves the old file whole and no temporary file behind. A full disk raises
     :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` naming it."""
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         temporary.write_text(text)
         os.replace(temporary, path)

@@ -22,6 +22,7 @@ writing and syncing in worker threads; the event loop only schedules. The I/O it
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -52,12 +53,12 @@ def sidecar_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
 
 
-def partial_files(dest: Path) -> tuple[Path, Path, Path]:
+def partial_files(dest: Path) -> list[Path]:
     """Every file a partial download of ``dest`` may leave: the part file, its sidecar, and the
-    sidecar's temporary copy (:func:`~.diskio.replace_text`; left if the process died while
-    writing it)."""
+    sidecar's temporary copies (:func:`~.diskio.replace_text`; left if a process died while
+    writing one)."""
     sidecar = sidecar_path(dest)
-    return part_path(dest), sidecar, sidecar.with_name(sidecar.name + ".tmp")
+    return [part_path(dest), sidecar, *sidecar.parent.glob(f"{glob.escape(sidecar.name)}.*.tmp")]
 
 
 @dataclass

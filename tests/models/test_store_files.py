@@ -92,3 +92,30 @@ async def test_offline_a_file_copied_into_the_store_is_verified_and_used(
     store.target(entry).write_bytes(MODEL)
     path = Path(await manager.dispatch(NeedsModel("whisper/mine")))
     assert path == store.target(entry) and store.info(entry).status == "ready"
+
+
+def test_two_writers_of_one_json_file_never_trip_over_each_other(tmp_path: Path) -> None:
+    """Two worker processes (or threads) recording models in one store write manifest.json at
+    once: each through its own temporary file, so neither finds its file renamed away."""
+    import threading
+
+    from ipyjobs.models.diskio import replace_text
+
+    target = tmp_path / "manifest.json"
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(300):
+                replace_text(target, f'{{"writer": {n}, "i": {i}}}')
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert errors == []
+    assert target.read_text().startswith('{"writer": ')
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
