@@ -76,25 +76,34 @@ def page_count(path: Path) -> int:
         return len(pdf.pages)
 
 
-def _text_use(owner: pikepdf.Object, resources: pikepdf.Object, mode: int, seen: set) -> set[str]:
-    """Which text a content stream (and the forms it draws) shows: ``visible``/``invisible``."""
-    found: set[str] = set()
+def _with_render_mode(
+    owner: pikepdf.Object, mode: int
+) -> Iterator[tuple[Any, str, int]]:
+    """Each instruction of ``owner``'s content, its operator, and the text render mode in force
+    after it (``q``/``Q`` save and restore it, ``Tr`` sets it); ``mode`` is the one at the start."""
     stack: list[int] = []
     for instruction in pikepdf.parse_content_stream(owner):
-        operands, op = instruction.operands, str(instruction.operator)
+        op = str(instruction.operator)
         if op == "q":
             stack.append(mode)
         elif op == "Q":
             mode = stack.pop() if stack else 0
         elif op == "Tr":
-            mode = int(operands[0])
-        elif op in _SHOW:
-            found.add("invisible" if mode in _INVISIBLE else "visible")
+            mode = int(instruction.operands[0])
+        yield instruction, op, mode
+
+
+def _text_use(owner: pikepdf.Object, resources: pikepdf.Object, mode: int, seen: set) -> set[str]:
+    """Which text a content stream (and the forms it draws) shows: ``visible``/``invisible``."""
+    found: set[str] = set()
+    for instruction, op, now in _with_render_mode(owner, mode):
+        if op in _SHOW:
+            found.add("invisible" if now in _INVISIBLE else "visible")
         elif op == "Do":
-            form = _form(resources, operands[0])
+            form = _form(resources, instruction.operands[0])
             if form is not None and form.objgen not in seen:
                 seen.add(form.objgen)
-                found |= _text_use(form, form.get("/Resources", resources), mode, seen)
+                found |= _text_use(form, form.get("/Resources", resources), now, seen)
     return found
 
 
@@ -115,16 +124,9 @@ def text_use(page: pikepdf.Page) -> set[str]:
 def _strip(owner: pikepdf.Object, resources: pikepdf.Object, pdf: pikepdf.Pdf) -> bytes:
     """``owner``'s content without the text it shows invisibly (forms are rewritten in place)."""
     kept: list[Any] = []
-    mode, stack = 0, []
-    for instruction in pikepdf.parse_content_stream(owner):
-        operands, op = instruction.operands, str(instruction.operator)
-        if op == "q":
-            stack.append(mode)
-        elif op == "Q":
-            mode = stack.pop() if stack else 0
-        elif op == "Tr":
-            mode = int(operands[0])
-        elif op in _SHOW and mode in _INVISIBLE:
+    for instruction, op, mode in _with_render_mode(owner, 0):
+        operands = instruction.operands
+        if op in _SHOW and mode in _INVISIBLE:
             # ' and " also move to the next line (and " sets spacing): keep those parts.
             if op == "'":
                 kept.append(pikepdf.ContentStreamInstruction([], pikepdf.Operator("T*")))
