@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine import JobCancelled, JobContext
+from ..engine import JobContext
 from ..engine.handle import error_text
 from .executor import Executor
 from .outputs import FileOutcome
@@ -233,9 +233,7 @@ async def run_file(
     passes through."""
     try:
         outcome = await executor.run(ctx, fn, *args)
-    except JobCancelled:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a cancel (``Cancelled``, a BaseException) passes through
         outcome = FileOutcome("failed", error=error_text(exc))
     if outcome.status == "failed":
         ctx.item_failed(source, outcome.error or "failed")

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from ..engine import Intent, JobCancelled, JobContext
+from ..engine import Intent, JobContext
 from ..engine.handle import error_text
 from .batch import run_file
 from .documents import assemble
@@ -112,24 +112,18 @@ class _Batch:
                 return
             if index is not None:
                 result = await self._call(ocr_page, PageTask(document, index, self.settings))
-                if result is None:
-                    return
                 self._page_done(document, index, result)
                 if self.left[document.path]:
                     return
             outcome = await self._call(assemble, document, self.settings)
-            if outcome is not None:
-                self.finished.add(document.path)
-                self._document_done(document, outcome)
+            self.finished.add(document.path)
+            self._document_done(document, outcome)
         finally:
             slots.release()
 
     async def _image(self, document: Document, wait: bool) -> None:
         task = _file_task(document, self.settings)
-        try:
-            outcome = await run_file(self.ctx, self.executor, document.path, ocr_file, task, wait)
-        except JobCancelled:
-            return  # the job is being cancelled; its checkpoint raises it once
+        outcome = await run_file(self.ctx, self.executor, document.path, ocr_file, task, wait)
         if outcome.status == "busy":
             self.busy.append(document)
             return
@@ -140,13 +134,11 @@ class _Batch:
         self._advance()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` through the executor; ``None`` if the job is being cancelled (its next
-        checkpoint raises it once). The executor's own failure fails this item only."""
+        """``fn(*args)`` through the executor. The executor's own failure fails this item only;
+        a cancel passes through."""
         try:
             return await self.executor.run(self.ctx, fn, *args)
-        except JobCancelled:
-            return None
-        except Exception as exc:
+        except Exception as exc:  # a cancel (``Cancelled``, a BaseException) passes through
             if fn is ocr_page:
                 return PageResult(error_text(exc))
             return FileOutcome("failed", error=error_text(exc))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..engine import JobCancelled, current_token
+from ..engine import current_token
 from .causes import describe
 
 MARKER_SUFFIX = ".ipyjobs.json"
@@ -242,9 +242,7 @@ def process_file(
                 outputs = staging.commit(marker, details)
         finally:
             claim.release()
-    except JobCancelled:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a cancel (``Cancelled``, a BaseException) passes through
         error, log = describe(exc, stem.parent, f"outputs of {source.name}")
         return FileOutcome("failed", error=error, log=log)
     return FileOutcome("done", tuple(str(p) for p in outputs), details=details)
