@@ -30,7 +30,7 @@ def _check_token(call: str) -> None:
     """Before a CTranslate2 call (looked up at call time, so tests can observe the calls)."""
     token = current_token()
     if token is not None:
-        token.check()  # raises JobCancelled, or waits here while paused
+        token.check()  # raises Cancelled, or waits here while paused
 
 
 class _CheckedModel:

@@ -15,7 +15,7 @@ thread, :func:`process_file`:
    leaves no output, and a file with a valid marker is never redone.
 
 Every ``Exception`` of a file's work (``OSError`` of any kind included) becomes a ``failed``
-outcome with a one-line cause (:mod:`.causes`). On cancel (``JobCancelled``) the staged files
+outcome with a one-line cause (:mod:`.causes`). On cancel (``Cancelled``) the staged files
 are removed and the claim released as the error passes on.
 """
 

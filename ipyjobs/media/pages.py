@@ -55,7 +55,7 @@ def ocr_file(task: FileTask, wait: bool = False) -> FileOutcome:
     beside the outputs, which are then committed with the done-marker (:mod:`.outputs`).
 
     A failure returns tesseract's meaningful line and leaves no output. On cancel
-    (``JobCancelled`` from the running process) the staging folder is removed as well.
+    (``Cancelled`` from the running process) the staging folder is removed as well.
     ``wait``: wait for another job's claim on the file rather than return ``busy``.
     """
     return process_file(task.image, task.stem, task.fingerprint, task.formats,
@@ -168,7 +168,7 @@ def ocr_page(task: PageTask) -> PageResult:
     """OCR one page into the document's work folder, then write the page's record.
 
     A failure returns the reason and leaves no record (the page is done again next time). On
-    cancel (``JobCancelled`` from a running tesseract) the page's scratch folder is removed.
+    cancel (``Cancelled`` from a running tesseract) the page's scratch folder is removed.
     """
     document = task.document
     try:
