@@ -216,6 +216,7 @@ class JobStore:
         self._session_lock = FileLock(self._sessions / f"{session}.lock")
         self._session_lock.acquire(timeout=0)
         self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.closed = False
         try:
             try:
@@ -275,7 +276,14 @@ class JobStore:
     ) -> None:
         """Upsert job rows (in ``JOB_COLUMNS`` order), append history rows
         ``(job_id, at, state, detail)`` and mark ``interrupted`` job ids, in one transaction.
-        Called from the writer thread only."""
+        Called from the writer thread only; :meth:`close` waits for it (closing the connection
+        under a running statement crashes the process)."""
+        with self._write_lock:
+            self._write(jobs, history, interrupted)
+
+    def _write(
+        self, jobs: Sequence[tuple], history: Iterable[tuple], interrupted: Iterable[str]
+    ) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -343,7 +351,7 @@ class JobStore:
         return [(row["at"], JobState(row["state"]), row["detail"]) for row in rows]
 
     def close(self) -> None:
-        with self._read_lock:
+        with self._write_lock, self._read_lock:
             self.closed = True
             self._db.close()
             self._reader.close()
