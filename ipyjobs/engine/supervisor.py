@@ -66,13 +66,18 @@ async def drive(
 
 
 async def _take_slot(life: Lifecycle, limiter: PriorityLimiter | None) -> None:
-    """Wait for a slot of the job's group; a job paused while queued gives its slot back."""
+    """Wait for a slot of the job's group; a job paused while queued gives its slot back.
+
+    The job's hold on the loop counts from when its task started or got its slot, not from its
+    dispatch: a job queued behind thousands would otherwise give up its first turn at once."""
+    life.token.start_holding()
     while True:
         await life.token.checkpoint()
         if limiter is None:
             return
         await limiter.acquire(life.handle.priority)
         if not life.token.paused and not life.token.cancelled:
+            life.token.start_holding()
             return
         limiter.release()
 

@@ -92,6 +92,11 @@ class InterruptToken:
 
     # -- checks, made by the work ---------------------------------------------------------
 
+    def start_holding(self) -> None:
+        """The job's task has just got the loop (it starts, or got its slot after waiting):
+        its hold on the loop, which :meth:`checkpoint` limits, counts from now."""
+        self._held_since = time.monotonic()
+
     async def checkpoint(self) -> None:
         """Raise ``Cancelled`` if cancelled; while paused, wait (parked) for resume or cancel;
         after holding the loop for more than a few milliseconds, let other tasks run.

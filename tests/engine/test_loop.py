@@ -14,6 +14,8 @@ import anyio
 import pytest
 
 from ipyjobs import Job, JobContext, JobManager, JobState
+from ipyjobs.engine import token as token_module
+from ipyjobs.engine.turns import take_turn
 
 from .test_states import wait_until
 
@@ -71,6 +73,32 @@ async def test_eight_computing_jobs_leave_the_loop_responsive(manager: JobManage
         assert await handle.join() is JobState.CANCELLED
         latencies.append(time.perf_counter() - asked)
     assert max(latencies) <= 0.100, f"slowest cancel {max(latencies) * 1000:.1f} ms"
+
+
+@dataclass
+class Checks(Job, kind="test.checks"):
+    async def run(self, ctx: JobContext) -> None:
+        await ctx.checkpoint()
+
+
+async def test_a_job_started_late_keeps_its_first_turn(
+    manager: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop is held only from when the job's task started: a job that waited in the queue
+    (here 20 ms behind a blocked loop) does not give the loop up at its first checkpoint, which
+    would cost every job of a large dispatch two loop iterations more."""
+    turns: list[None] = []
+
+    async def counted_turn() -> None:
+        turns.append(None)
+        await take_turn()
+
+    monkeypatch.setattr(token_module, "take_turn", counted_turn)
+    handles = [manager.dispatch(Checks()) for _ in range(20)]
+    time.sleep(0.020)
+    for handle in handles:
+        await handle
+    assert len(turns) == 0
 
 
 @dataclass
