@@ -88,13 +88,15 @@ JOB_COLUMNS = (
     "updated_at",
 )
 
-_UPSERT = (
-    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))}) "
-    "ON CONFLICT(id) DO UPDATE SET "
+_UPSERT_JOBS = (
+    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES {{rows}} ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in JOB_COLUMNS if c not in ("id", "created_at"))
 )
 
-_ADD_HISTORY = "INSERT INTO history (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
+_ADD_HISTORY = "INSERT INTO history (job_id, at, state, detail) VALUES {rows}"
+
+#: Bound values per statement (SQLite's smallest limit on any build).
+_MAX_VARIABLES = 999
 
 _INTERRUPT = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?"
 
@@ -104,6 +106,19 @@ _ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PAUSED
 #: Seconds the writer's connection waits for another program's write lock before the batch is
 #: retried later (its trouble shown meanwhile). The reader never waits.
 WRITE_BUSY_TIMEOUT = 2.0
+
+
+def _insert_rows(db: sqlite3.Connection, sql: str, rows: Sequence[tuple], width: int) -> None:
+    """Insert ``rows`` with a few multi-row statements (``sql`` has ``{rows}`` for the VALUES).
+
+    Not ``executemany``: it runs one statement per row, and Python's sqlite3 lets go of the GIL
+    around each one, so the event loop's thread waits for it back once per row written."""
+    per_statement = _MAX_VARIABLES // width
+    one_row = f"({', '.join('?' * width)})"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        values = ", ".join([one_row] * len(chunk))
+        db.execute(sql.format(rows=values), [value for row in chunk for value in row])
 
 
 def to_json(value: Any) -> str:
@@ -287,8 +302,8 @@ class JobStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_UPSERT, jobs)
-            db.executemany(_ADD_HISTORY, history)
+            _insert_rows(db, _UPSERT_JOBS, jobs, len(JOB_COLUMNS))
+            _insert_rows(db, _ADD_HISTORY, list(history), 4)
             now, state = time.time(), JobState.INTERRUPTED.value
             db.executemany(_INTERRUPT, [(state, now, job_id) for job_id in interrupted])
             db.execute("COMMIT")
