@@ -92,8 +92,8 @@ def test_float32_is_identical_to_openai_whisper_and_int8_close(
     openai = [model.transcribe(a, language="en", fp16=False)["text"] for a in clips]
     assert faster_texts(ct2_folder, "float32", clips, beam_size=1) == openai
     reference = " ".join(SENTENCES)
-    int8 = word_error_rate(reference, " ".join(faster_texts(ct2_folder, "int8", clips,
-                                                            beam_size=FASTER_BEAM_SIZE)))  # fmt: skip
+    int8_texts = faster_texts(ct2_folder, "int8", clips, beam_size=FASTER_BEAM_SIZE)
+    int8 = word_error_rate(reference, " ".join(int8_texts))
     plain = word_error_rate(reference, " ".join(openai))
     print(f"WER openai-whisper {plain:.3f}, faster-whisper int8 {int8:.3f}")
     assert int8 <= plain + INT8_WER_MARGIN
