@@ -62,7 +62,7 @@ class _NoAudio(Exception):
 
 def _pyav_samples(av: Any, file: Path, sample_rate: int) -> np.ndarray:
     token = current_token()
-    pieces = []
+    pieces: list[np.ndarray] = []
     with av.open(str(file), metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise _NoAudio("no audio stream")
