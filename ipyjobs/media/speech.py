@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..engine import Job, JobContext
 from ..models import ModelStore, ensure_converted, ensure_model
 from . import faster_runtime, whisper_runtime
-from .audio import SAMPLE_RATE, decode_audio, load_audio
+from .audio import SAMPLE_RATE, load_audio
 from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems, run_file
 from .executor import Executor
 from .outputs import FileOutcome, Staging, already_done, process_file
@@ -296,11 +296,8 @@ def _transcribe_file(
     faster-whisper. On cancel nothing is committed (the runtimes raise before the writers)."""
     from whisper.utils import get_writer
 
-    faster = engine == "faster-whisper"
-    # FileFailed with ffmpeg's reason if unreadable; in-process decoding is ~0.1 s a file faster
-    # (openai-whisper keeps its own program's decoding: exactly its transcripts)
-    audio = decode_audio(file) if faster else load_audio(file)
-    runtime = faster_runtime if faster else whisper_runtime
+    audio = load_audio(file)  # FileFailed with ffmpeg's reason if unreadable
+    runtime = faster_runtime if engine == "faster-whisper" else whisper_runtime
     result = runtime.transcribe(model_path, device, load_with, audio, options, on_progress)
     writer_options = {"highlight_words": False, "max_line_width": None,
                       "max_line_count": None, "max_words_per_line": None}  # fmt: skip
