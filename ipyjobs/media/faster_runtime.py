@@ -10,6 +10,7 @@ of the last segment over the file's duration.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -86,15 +87,14 @@ def load_model(folder: Path, device: str, compute_type: str) -> Any:
         from faster_whisper import WhisperModel
 
         threads = cpu_threads() if device == "cpu" else 0
-        if compute_type.startswith("int8"):
+        with contextlib.ExitStack() as stack:
+            files: dict[str, Any] | None = None
+            if not compute_type.startswith("int8"):
+                files = {n: (folder / n).read_bytes() for n in CONVERTED_FILES
+                         if n not in ("model.bin", FLOAT_MODEL)}  # fmt: skip
+                files["model.bin"] = stack.enter_context(open(folder / FLOAT_MODEL, "rb"))
             model = WhisperModel(str(folder), device, compute_type=compute_type,
-                                 cpu_threads=threads)  # fmt: skip
-        else:
-            with open(folder / FLOAT_MODEL, "rb") as weights:
-                files: dict[str, Any] = {n: (folder / n).read_bytes() for n in CONVERTED_FILES
-                                         if n not in ("model.bin", FLOAT_MODEL)}  # fmt: skip
-                model = WhisperModel(str(folder), device, compute_type=compute_type,
-                                     cpu_threads=threads, files={**files, "model.bin": weights})
+                                 cpu_threads=threads, files=files)  # fmt: skip
         model.model = _CheckedModel(model.model)
         return model
 
