@@ -39,6 +39,8 @@ AUDIO_VIDEO_EXTENSIONS = (
 ).split()
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 BACKENDS = ("auto", "faster-whisper", "openai-whisper")
+#: faster-whisper's own default beam, used unless the job says ``beam_size``.
+FASTER_BEAM_SIZE = 5
 COMPUTE_TYPES = ("auto", "int8", "int8_float32", "int8_float16", "int16", "float16", "bfloat16",
                  "float32")  # fmt: skip
 
@@ -84,6 +86,8 @@ class TranscribeJob(Job, kind="media.transcribe"):
     """``None`` writes next to each file."""
     extensions: list[str] = field(default_factory=lambda: list(AUDIO_VIDEO_EXTENSIONS))
     beam_size: int | None = None
+    """``None``: each engine's own default, greedy for openai-whisper's ``transcribe``, a beam
+    of 5 for faster-whisper (:data:`FASTER_BEAM_SIZE`)."""
     temperature: float | None = None
     """``None`` keeps whisper's fallback schedule (0.0 to 1.0 when decoding fails)."""
     word_timestamps: bool = False
@@ -138,15 +142,18 @@ class TranscribeJob(Job, kind="media.transcribe"):
         return f"Transcribe {shown}"
 
     def _decode_options(self, engine: str, device: str, language: str | None) -> dict[str, Any]:
-        """The engine's ``transcribe`` keywords. Both decode greedily unless ``beam_size`` is
-        given (faster-whisper's own default would be a beam of 5)."""
+        """The engine's ``transcribe`` keywords, each engine's own decoding defaults unless
+        ``beam_size`` is given: greedy for openai-whisper (exactly its transcripts), a beam of
+        5 for faster-whisper (with int8 weights its greedy transcripts are worse than
+        openai-whisper's: WER 0.300 against 0.257 on the bench's clips, 0.214 with the beam)."""
         options: dict[str, Any] = {
             "language": language,
             "task": self.task,
             "word_timestamps": self.word_timestamps,
         }
         if engine == "faster-whisper":
-            options.update(beam_size=self.beam_size or 1, vad_filter=self.vad,
+            beam = FASTER_BEAM_SIZE if self.beam_size is None else self.beam_size
+            options.update(beam_size=beam, vad_filter=self.vad,
                            batch_size=self.batch_size)  # fmt: skip
         else:
             # fp16 only on a GPU (CPUs compute in float32 anyway); verbose=False shows whisper's

@@ -31,9 +31,11 @@ TESSDATA_FAST = "tessdata_fast"
 TESSDATA_BEST = "tessdata_best"
 FASTER_WHISPER = "faster-whisper"
 FAMILIES = (WHISPER, TESSDATA_FAST, TESSDATA_BEST, FASTER_WHISPER)
-#: The files of a converted faster-whisper model folder.
-CONVERTED_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json",
-                   "preprocessor_config.json")  # fmt: skip
+#: The files of a converted faster-whisper model folder (``model.bin`` int8, ``model.float.bin``
+#: the checkpoint's float weights: see :mod:`.ct2_whisper`). A folder recorded with other files
+#: (an older conversion) is not ready, so it is converted again.
+CONVERTED_FILES = ("model.bin", "model.float.bin", "config.json", "vocabulary.json",
+                   "tokenizer.json", "preprocessor_config.json")  # fmt: skip
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _WHISPER_URL = "https://openaipublic.azureedge.net/main/whisper/models/{sha256}/{file}"

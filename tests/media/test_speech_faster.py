@@ -3,6 +3,7 @@ the product from the real tiny.en test checkpoint, and espeak-ng speech."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from ipyjobs import JobManager, JobState
 from ipyjobs.media import faster_runtime
 from ipyjobs.media.speech import FORMATS, TranscribeJob
 from ipyjobs.models import ModelStore
+from ipyjobs.models.ct2_whisper import FLOAT_MODEL
 from tests.engine.test_states import wait_until
 from tests.media.conftest import SENTENCES
 from tests.media.test_speech import WER_BOUND, cue_times, long_clip
 from tests.support.http_server import LoopbackServer
-from tests.support.whisper_model import word_error_rate
+from tests.support.whisper_model import sha256_of, word_error_rate
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +65,32 @@ async def test_a_folder_in_five_formats_after_a_nested_conversion_reused_next_ti
     again = manager.dispatch(TranscribeJob(str(clips), **FASTER, output_dir=str(tmp_path / "b")))
     assert (await again)["done"] == 5
     assert again.children == []  # the converted model is reused
+
+
+async def test_a_folder_an_older_version_converted_is_converted_again(
+    manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path
+) -> None:
+    """Older versions kept the float weights alone, as ``model.bin``, which an int8 compute
+    type then quantized at load (worse transcripts). Such a folder's record lists other files:
+    it is not ready, and the next job converts again."""
+    clip = sorted(clips.iterdir())[0]
+    first = manager.dispatch(TranscribeJob(str(clip), **FASTER, output_dir=str(tmp_path / "a")))
+    await first
+    store = ModelStore.at(manager.home)
+    entry = store.entry("faster-whisper/tiny.en-test")
+    folder = store.ready_path(entry)
+    assert folder is not None
+    (folder / FLOAT_MODEL).replace(folder / "model.bin")
+    old = dataclasses.replace(entry, files=tuple(f for f in entry.files if f != FLOAT_MODEL))
+    hashes = {name: sha256_of(folder / name) for name in old.files}
+    store.record_verified_folder(old, folder, hashes, "converted")
+    assert store.ready_path(entry) is None
+
+    again = manager.dispatch(TranscribeJob(str(clip), **FASTER, output_dir=str(tmp_path / "b")))
+    assert (await again)["done"] == 1
+    assert kinds(again) == ["models.convert"]
+    assert store.ready_path(entry) == folder
+    assert (folder / "model.bin").stat().st_size < (folder / FLOAT_MODEL).stat().st_size / 1.5
 
 
 async def test_two_jobs_share_one_conversion(

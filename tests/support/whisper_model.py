@@ -336,16 +336,8 @@ def _require_binary(name: str) -> str:
     return found
 
 
-#: espeak-ng voices (``None``: its default, what the speech tests use) for a broader test set
-#: than one voice: accuracy comparisons between engines are noisy over 10 clips in one voice.
-VOICES = (None, "en-us", "en+f3", "en-us+m3")
-
-
-def speak(
-    text: str, out: Path, fmt: Literal["wav", "mp3", "ogg"] = "wav", voice: str | None = None
-) -> Path:
-    """Synthesise ``text`` with espeak-ng (in ``voice``, else its default) into ``out`` and
-    return ``out``.
+def speak(text: str, out: Path, fmt: Literal["wav", "mp3", "ogg"] = "wav") -> Path:
+    """Synthesise ``text`` with espeak-ng into ``out`` and return ``out``.
 
     espeak-ng only writes WAV, so mp3/ogg are transcoded with ffmpeg; tests use those to
     exercise the compressed-input paths of the code under test.
@@ -353,14 +345,14 @@ def speak(
     if fmt not in ("wav", "mp3", "ogg"):
         raise ValueError(f"unsupported audio format {fmt!r}; use 'wav', 'mp3' or 'ogg'")
     out = Path(out)
-    espeak = [_require_binary("espeak-ng"), *(["-v", voice] if voice else [])]
+    espeak = _require_binary("espeak-ng")
     if fmt == "wav":
-        subprocess.run([*espeak, "-w", str(out), text], check=True)
+        subprocess.run([espeak, "-w", str(out), text], check=True)
         return out
     ffmpeg = _require_binary("ffmpeg")
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         wav = Path(tmp) / "speech.wav"
-        subprocess.run([*espeak, "-w", str(wav), text], check=True)
+        subprocess.run([espeak, "-w", str(wav), text], check=True)
         subprocess.run(
             [ffmpeg, "-loglevel", "error", "-y", "-i", str(wav), "-f", fmt, str(out)],
             check=True,
