@@ -12,7 +12,8 @@ waits for it on the kernel's loop, meanwhile
 Cancel: the Variable says ``cancel``; running calls raise at their next ``check()`` and queued
 ones at their start; ``run`` returns once the task has really ended on its worker. A worker
 that dies mid-call has its task retried on another by Dask (``allowed-failures``, default 3);
-then the call raises :class:`WorkerLost`. A lost scheduler raises :class:`SchedulerLost`.
+then the call raises :class:`WorkerLost`. A lost scheduler raises :class:`SchedulerLost`
+(saying where it was and what to do), which fails the job rather than an item.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class DaskExecutor(Executor):
                 f"'tcp://127.0.0.1:8786', got {type(client).__name__}"
             )
         self._client = client
+        self._address = getattr(client.scheduler, "address", None)
 
     @property
     def client(self) -> Any:
@@ -135,6 +137,10 @@ class DaskExecutor(Executor):
         return f"Dask cluster {info.get('address')}: {len(workers)} workers, {threads} threads"
 
     @property
+    def label(self) -> str:
+        return f"Dask cluster {self._address}"
+
+    @property
     def dashboard_link(self) -> str | None:
         return None if self._client is None else self._client.dashboard_link
 
@@ -167,6 +173,17 @@ class DaskExecutor(Executor):
         client = (
             self.client if self._client is not None else await run_in_thread(lambda: self.client)
         )
+        try:
+            return await self._run(ctx, client, fn, *args)
+        except SchedulerLost:
+            raise
+        except Exception as exc:
+            if client.status not in ("closing", "closed"):
+                raise
+            # The client gave up reconnecting: a submit, a Variable... fail in their own ways
+            raise self._lost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+
+    async def _run(self, ctx: JobContext, client: Any, fn: Callable[..., T], *args: Any) -> T:
         ctx.handle.where = self.where
         job = await self._job(ctx, client)
         call_id = uuid.uuid4().hex[:12]
@@ -274,8 +291,15 @@ class DaskExecutor(Executor):
             )
             future.cancel()
 
-    @staticmethod
-    def _outcome(future: Any) -> Any:
+    def _lost(self, reason: str) -> SchedulerLost:
+        return SchedulerLost(
+            f"the Dask scheduler at {self._address} was lost ({reason}). What was done is "
+            "kept: start the cluster again and call ipyjobs.jobs().use_dask(...) with it, or "
+            "ipyjobs.jobs().use_local() to work on this kernel, then run the job again (a "
+            "media job does only the files not done)"
+        )
+
+    def _outcome(self, future: Any) -> Any:
         import distributed
         from distributed.client import FutureCancelledError
 
@@ -286,9 +310,9 @@ class DaskExecutor(Executor):
                 f"worker lost: the Dask worker running this died, and so did the workers it "
                 f"was retried on ({exc})"
             ) from None
-        except FutureCancelledError as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "the connection was lost"
-            raise SchedulerLost(f"Dask scheduler lost: {reason}") from None
+        except FutureCancelledError as exc:  # "<key> cancelled for reason: <reason>."
+            reason = str(exc).partition("reason: ")[2].strip(" .") or "its work was cancelled"
+            raise self._lost(reason) from None
 
 
 def _state_of(token: InterruptToken) -> str:
