@@ -19,9 +19,9 @@ from ipyjobs.scale import SchedulerLost
 from tests.engine.test_states import wait_until
 from tests.media.test_ocr import dense_pages, files_in, tesseract_processes
 from tests.support import pages
+from tests.support.clusters import Processes, close, start_client
 
 from . import fns
-from .conftest import Processes, close, start_client
 
 pytestmark = [
     pytest.mark.anyio,

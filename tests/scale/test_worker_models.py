@@ -13,9 +13,8 @@ from ipyjobs import JobManager
 from ipyjobs.media.speech import TranscribeJob
 from ipyjobs.models import ModelStore
 from tests.media.conftest import clips  # noqa: F401 (the five espeak clips, a fixture)
+from tests.support.clusters import start_client
 from tests.support.http_server import LoopbackServer
-
-from .conftest import start_client
 
 pytestmark = [
     pytest.mark.anyio,

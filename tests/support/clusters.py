@@ -1,5 +1,6 @@
-"""Real Dask clusters on 127.0.0.1: a LocalCluster of 2 single-thread worker processes per
-module, and one whose scheduler is a process of its own (to be killed)."""
+"""Real Dask clusters on 127.0.0.1 (a pytest plugin of tests/conftest.py, for the scale and
+widget tests): a LocalCluster of 2 single-thread worker processes per module, and one whose
+scheduler is a process of its own (to be killed)."""
 
 from __future__ import annotations
 
