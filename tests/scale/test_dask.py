@@ -19,7 +19,7 @@ from ipyjobs.scale import SchedulerLost
 from tests.engine.test_states import wait_until
 from tests.media.test_ocr import dense_pages, files_in, tesseract_processes
 from tests.support import pages
-from tests.support.clusters import Processes, close, start_client
+from tests.support.clusters import close, start_client
 
 from . import fns
 
@@ -141,43 +141,6 @@ async def test_a_lost_scheduler_fails_the_map_with_that_reason(
         close(own)
     assert isinstance(handle.error, SchedulerLost)
     assert (handle.error_text or "").startswith(f"SchedulerLost: the Dask scheduler at {address} ")
-
-
-async def test_a_killed_scheduler_fails_the_ocr_job_and_a_new_run_does_only_the_rest(
-    manager: JobManager, processes: Processes, tmp_path: Path
-) -> None:
-    scans, out = tmp_path / "scans", tmp_path / "out"
-    written = pages.save(dense_pages(6, sentences=12), scans)
-    written.update(pages.save_tiff(dense_pages(6, sentences=12), scans / "bundle.tif"))
-    manager.use_dask(processes.client)
-    address = processes.client.scheduler.address
-    handle = manager.dispatch(OcrJob(str(scans), output_dir=str(out)))
-    await wait_until(lambda: handle.progress.done >= 3, timeout=120)
-    processes.scheduler.kill()
-    with anyio.fail_after(30):
-        state = await handle.join()
-    for worker in processes.workers:  # nothing writes from now on
-        worker.kill()
-        worker.wait()
-    assert state is JobState.FAILED and handle.item_errors == []
-    assert isinstance(handle.error, SchedulerLost)
-    assert f"the Dask scheduler at {address} was lost" in (handle.error_text or "")
-    assert "use_dask" in (handle.error_text or "") and "use_local" in (handle.error_text or "")
-    # what is there is whole: each output with its done-marker, nothing else in sight
-    visible = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    stems = {name.removesuffix(".ipyjobs.json") for name in visible if name.endswith(".json")}
-    assert visible == {f"{stem}{suffix}" for stem in stems for suffix in (".txt", ".ipyjobs.json")}
-    assert len(stems) < len(written)
-    pages_done = handle.progress.done
-
-    manager.use_local()
-    result = await manager.dispatch(OcrJob(str(scans), output_dir=str(out)))
-    counts = (result["skipped"], result["done"], result["failed"])
-    assert counts == (len(stems), len(written) - len(stems), 0)
-    assert result["pages"] <= 12 - pages_done
-    assert files_in(out) == {
-        f"{path.stem}{suffix}" for path in written for suffix in (".txt", ".ipyjobs.json")
-    }
 
 
 async def test_the_scheduler_variable_chooses_the_cluster_at_start(
