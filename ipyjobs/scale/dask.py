@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -125,7 +125,9 @@ class DaskExecutor(Executor):
 
     @property
     def workers(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        client = self.client
+        with self._losing(client):
+            return max(1, sum(client.nthreads().values()))
 
     @property
     def where(self) -> str:
@@ -173,15 +175,8 @@ class DaskExecutor(Executor):
         client = (
             self.client if self._client is not None else await run_in_thread(lambda: self.client)
         )
-        try:
+        with self._losing(client):
             return await self._run(ctx, client, fn, *args)
-        except SchedulerLost:
-            raise
-        except Exception as exc:
-            if client.status not in ("closing", "closed"):
-                raise
-            # The client gave up reconnecting: a submit, a Variable... fail in their own ways
-            raise self._lost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
 
     async def _run(self, ctx: JobContext, client: Any, fn: Callable[..., T], *args: Any) -> T:
         ctx.handle.where = self.where
@@ -242,6 +237,8 @@ class DaskExecutor(Executor):
         finished = asyncio.Event()
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(finished.set))
         while not finished.is_set():
+            if future.client.status in ("closing", "closed"):  # its future may never end
+                raise self._lost("the client gave up reconnecting and closed")
             await self._sync(job)
             with anyio.move_on_after(POLL):
                 await finished.wait()
@@ -290,6 +287,19 @@ class DaskExecutor(Executor):
                 "ipyjobs: call %s did not stop within %.0f s: dropped", future.key, STOP_GRACE
             )
             future.cancel()
+
+    @contextlib.contextmanager
+    def _losing(self, client: Any) -> Iterator[None]:
+        """A client without its scheduler fails in many ways (a submit, a Variable, a call to
+        the scheduler): while it is not connected, each is :class:`SchedulerLost`."""
+        try:
+            yield
+        except SchedulerLost:
+            raise
+        except Exception as exc:
+            if client.status == "running":
+                raise
+            raise self._lost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
 
     def _lost(self, reason: str) -> SchedulerLost:
         return SchedulerLost(

@@ -28,7 +28,8 @@ async def fails_when_the_scheduler_dies(
     manager: JobManager, processes: Processes, job: Job, done: int
 ) -> JobHandle:
     """Run ``job`` on the cluster, kill its scheduler once ``done`` items are done, then its
-    workers once the job ended (so nothing writes any more); check how it failed."""
+    workers once the job ended (so nothing writes any more); check how it failed, and that the
+    job dispatched again on the lost cluster fails too."""
     manager.use_dask(processes.client)
     address = processes.client.scheduler.address
     handle = manager.dispatch(job)
@@ -44,6 +45,10 @@ async def fails_when_the_scheduler_dies(
     error = handle.error_text or ""
     assert f"SchedulerLost: the Dask scheduler at {address} was lost" in error
     assert "use_dask" in error and "use_local" in error
+    again = manager.dispatch(job)  # still on the lost cluster: says so at once
+    with anyio.fail_after(10):
+        assert await again.join() is JobState.FAILED
+    assert isinstance(again.error, SchedulerLost) and again.item_errors == []
     manager.use_local()
     return handle
 
