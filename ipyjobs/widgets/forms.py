@@ -79,7 +79,7 @@ class RunOn(widgets.Dropdown):
 
     def refresh(self) -> None:
         executor = self.manager.executor
-        if executor is self._seen:
+        if executor is self._seen or self.comm is None:  # unchanged, or closed
             return
         self._seen = executor
         elsewhere = not isinstance(executor, LocalExecutor)
@@ -118,7 +118,7 @@ class LaunchForm(widgets.VBox):
 
     def submit(self) -> JobHandle | None:
         """Dispatch the job the fields describe; a bad field shows its error, nothing starts."""
-        self.run_on.refresh()  # the cluster the user sees is the one the job gets
+        self.run_on.refresh()  # the kernel's executor may have changed since the last tick
         try:
             self.check()
             source = self.inputs.resolve(self.manager.home / "uploads")
