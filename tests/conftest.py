@@ -9,7 +9,7 @@ import pytest
 
 from ipyjobs import JobManager
 
-pytest_plugins = ["tests.support.model_fixtures"]
+pytest_plugins = ["tests.support.model_fixtures", "tests.support.clusters"]
 
 
 @pytest.fixture

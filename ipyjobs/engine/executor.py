@@ -18,20 +18,44 @@ What ``fn`` may rely on, wherever it runs:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .context import JobContext
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
 
 
 class ExecutorLost(RuntimeError):
     """The executor itself is gone (a cluster's scheduler lost): the job fails with this,
-    rather than recording every remaining item as failed."""
+    rather than recording every remaining item as failed. Code that turns an item's failure
+    into an item error lets it through (``except ExecutorLost: raise`` first)."""
+
+
+@contextlib.contextmanager
+def failing_with_the_loss() -> Iterator[None]:
+    """Around a task group whose tasks run calls on an executor: when the executor is lost,
+    raise that :class:`ExecutorLost` itself (the first one) rather than the group, so the job
+    fails with the reason ("errors in a task group" says nothing). Other errors pass as they
+    are, a cancel too."""
+    try:
+        yield
+    except BaseExceptionGroup as errors:
+        lost = errors.subgroup(ExecutorLost)
+        if lost is None:
+            raise
+        first: BaseException = lost
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 class Executor(ABC):
@@ -46,6 +70,11 @@ class Executor(ABC):
     @abstractmethod
     def where(self) -> str:
         """Where the work runs, for panels and logs: ``"4 threads of this kernel"``."""
+
+    @property
+    def label(self) -> str:
+        """A short name to choose it by in a form: ``"this kernel (4 threads)"``."""
+        return self.where
 
     @property
     def dashboard_link(self) -> str | None:
@@ -77,6 +106,10 @@ class LocalExecutor(Executor):
     @property
     def where(self) -> str:
         return "this kernel's threads"
+
+    @property
+    def label(self) -> str:
+        return f"this kernel ({self._workers} threads)"
 
     async def run(self, ctx: JobContext, fn: Callable[..., T], /, *args: Any) -> T:
         ctx.handle.where = self.where

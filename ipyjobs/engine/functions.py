@@ -15,7 +15,6 @@ import functools
 import importlib
 import json
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,15 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 
 from .errors import NotResumable
-from .executor import ExecutorLost, LocalExecutor
+from .executor import ExecutorLost, LocalExecutor, failing_with_the_loss
 from .job import Job
 from .token import current_token
 
 if TYPE_CHECKING:
     from .context import JobContext
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -329,15 +325,10 @@ class _MapRun:
         lanes = job.workers or self.executor.workers
         if not isinstance(self.executor, LocalExecutor):
             lanes *= 2  # keep a call queued per worker thread: no idle round trip
-        try:
+        with failing_with_the_loss():
             async with anyio.create_task_group() as group:
                 for lane in range(min(lanes, len(self.todo))):
                     group.start_soon(self._lane, lane)
-        except BaseExceptionGroup as errors:
-            lost = errors.subgroup(ExecutorLost)
-            if lost is not None:  # fail with the reason itself, not "errors in a task group"
-                raise _first(lost) from None
-            raise
         await self._save()
         return MapResults(self.values, self.in_memory)
 
@@ -374,12 +365,6 @@ class _MapRun:
             await self.ctx.checkpoint({"done": self.stored, "failed": self.failed})
         else:
             await self.ctx.checkpoint()
-
-
-def _first(group: BaseException) -> BaseException:
-    while isinstance(group, BaseExceptionGroup):
-        group = group.exceptions[0]
-    return group
 
 
 class CallJob(Job, kind="ipyjobs.call"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import UnknownJobKind
@@ -12,6 +13,11 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 _registry: dict[str, type[Job]] = {}
+
+#: ``metadata`` of a dataclass job's field that is not one of its stored parameters, for what
+#: concerns this kernel only (where its work runs): a job rebuilt from the store (a resume
+#: after a restart) gets the field's default, so stored jobs stay portable.
+UNSTORED = MappingProxyType({"stored": False})
 
 
 class Job:
@@ -67,9 +73,14 @@ class Job:
         return None
 
     def params(self) -> dict[str, Any]:
-        """The constructor arguments, as plain data, to rebuild the job after a restart."""
+        """The constructor arguments, as plain data, to rebuild the job after a restart
+        (without the fields marked :data:`UNSTORED`)."""
         if dataclasses.is_dataclass(self):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+            return {
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if f.init and f.metadata.get("stored", True)
+            }
         return {}
 
     @classmethod

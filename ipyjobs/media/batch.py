@@ -16,7 +16,7 @@ from typing import Any
 
 from ..engine import JobContext
 from ..engine.handle import error_text
-from .executor import Executor
+from .executor import Executor, ExecutorLost
 from .outputs import FileOutcome
 
 #: How often discovery reports progress, in seconds.
@@ -229,10 +229,13 @@ async def run_file(
     """``executor.run(ctx, fn, *args)`` for the file ``source`` (``fn`` is
     :func:`.outputs.process_file` or calls it), then the job's record of it: a failure is an
     item error with its one-line cause and the full text in the log; a file found done by
-    another job is logged. Whatever the executor itself raises fails this file only; a cancel
-    passes through."""
+    another job is logged. What the executor raises fails this file only (a worker lost),
+    except when the executor itself is lost (:class:`ExecutorLost`): that fails the job, the
+    files done so far kept. A cancel passes through."""
     try:
         outcome = await executor.run(ctx, fn, *args)
+    except ExecutorLost:
+        raise
     except Exception as exc:  # a cancel (``Cancelled``, a BaseException) passes through
         outcome = FileOutcome("failed", error=error_text(exc))
     if outcome.status == "failed":

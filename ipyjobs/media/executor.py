@@ -5,6 +5,6 @@ the kernel's executor (``ctx.manager.executor``): threads of this process, or a 
 after ``ipyjobs.jobs().use_dask(...)``. See :mod:`ipyjobs.engine.executor`.
 """
 
-from ..engine.executor import Executor, LocalExecutor
+from ..engine.executor import Executor, ExecutorLost, LocalExecutor, failing_with_the_loss
 
-__all__ = ["Executor", "LocalExecutor"]
+__all__ = ["Executor", "ExecutorLost", "LocalExecutor", "failing_with_the_loss"]

@@ -18,11 +18,12 @@ import json
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..engine import Job, JobContext, current_token
+from ..engine.job import UNSTORED
 from ..models import ModelStore, ensure_tessdata
 from . import pdf, tesseract
 from .batch import as_inputs, as_names, find_inputs, fingerprint, output_stems
@@ -69,9 +70,6 @@ class OcrJob(Job, kind="media.ocr"):
 
     resumable = True
     group = "ocr"
-    #: Where per-page work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
-    #: A class attribute, not a parameter, so the job's parameters stay plain data.
-    executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
     """An image or PDF file or a folder, or a list of them."""
@@ -102,6 +100,9 @@ class OcrJob(Job, kind="media.ocr"):
     rotate_pages: bool = False
     """Turn pages whose text is sideways or upside down upright (tesseract's orientation
     detection; the ``osd`` data is fetched like a language)."""
+    executor: Executor | None = field(default=None, kw_only=True, repr=False, metadata=UNSTORED)
+    """Where the per-page work runs; ``None``: the kernel's executor (``jobs.use_dask``...).
+    Not stored: a job resumed after a restart runs on its new kernel's executor."""
 
     def __post_init__(self) -> None:
         self.inputs = as_inputs(self.inputs)

@@ -15,7 +15,7 @@ from ..engine import Intent, JobContext
 from ..engine.handle import error_text
 from .batch import run_file
 from .documents import assemble
-from .executor import Executor
+from .executor import Executor, ExecutorLost, failing_with_the_loss
 from .outputs import FileOutcome
 from .pages import Document, FileTask, PageResult, PageTask, Settings, ocr_file, ocr_page
 
@@ -32,7 +32,9 @@ async def run_batch(
     ``skipped``; ``pages`` read by this run) and ``outputs``.
 
     Cancel: running tesseracts are killed; the work folders of the documents not finished are
-    removed (a cancel, unlike an interruption, leaves nothing to resume).
+    removed (a cancel, unlike an interruption, leaves nothing to resume). A lost executor
+    (:class:`ExecutorLost`) fails the job with that reason; as after an interruption, the
+    documents and pages done are kept, so a new run does only the rest.
     """
     return await _Batch(ctx, settings, executor, workers).run(todo, skipped)
 
@@ -76,12 +78,13 @@ class _Batch:
         try:
             # Then the images another job held: wait for each, and do it if still not done.
             for batch, wait in ((work, False), (self.busy, True)):
-                async with anyio.create_task_group() as tg:
-                    for item in list(batch):
-                        document, index = item if isinstance(item, tuple) else (item, None)
-                        await _take_slot(ctx, slots, self.size)
-                        ctx.progress(item=document.item(index or 0))
-                        tg.start_soon(self._one, slots, document, index, wait)
+                with failing_with_the_loss():
+                    async with anyio.create_task_group() as tg:
+                        for item in list(batch):
+                            document, index = item if isinstance(item, tuple) else (item, None)
+                            await _take_slot(ctx, slots, self.size)
+                            ctx.progress(item=document.item(index or 0))
+                            tg.start_soon(self._one, slots, document, index, wait)
             await ctx.checkpoint()
         finally:
             if ctx.handle.intent is Intent.CANCELLING:
@@ -134,10 +137,13 @@ class _Batch:
         self._advance()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` through the executor. The executor's own failure fails this item only;
+        """``fn(*args)`` through the executor. What the executor raises fails this item only
+        (a worker lost), except a lost executor (:class:`ExecutorLost`), which fails the job;
         a cancel passes through."""
         try:
             return await self.executor.run(self.ctx, fn, *args)
+        except ExecutorLost:
+            raise
         except Exception as exc:  # a cancel (``Cancelled``, a BaseException) passes through
             if fn is ocr_page:
                 return PageResult(error_text(exc))

@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..engine import Job, JobContext
+from ..engine.job import UNSTORED
 from ..models import ModelStore, ensure_converted, ensure_model
 from . import faster_runtime, whisper_runtime
 from .audio import SAMPLE_RATE, load_audio
@@ -73,8 +74,6 @@ class TranscribeJob(Job, kind="media.transcribe"):
 
     resumable = True
     group = "transcribe"
-    #: Where per-file work runs; ``None``: the kernel's executor (``ctx.manager.executor``).
-    executor: ClassVar[Executor | None] = None
 
     inputs: str | list[str]
     model: str = "base"
@@ -102,6 +101,9 @@ class TranscribeJob(Job, kind="media.transcribe"):
     batch_size: int | None = None
     """faster-whisper only: decode this many chunks at once (the batched pipeline, for long
     files); ``None`` decodes one 30-second window after the other, as openai-whisper does."""
+    executor: Executor | None = field(default=None, kw_only=True, repr=False, metadata=UNSTORED)
+    """Where the per-file work runs; ``None``: the kernel's executor (``jobs.use_dask``...).
+    Not stored: a job resumed after a restart runs on its new kernel's executor."""
 
     def __post_init__(self) -> None:
         self.inputs = as_inputs(self.inputs)

@@ -12,7 +12,8 @@ waits for it on the kernel's loop, meanwhile
 Cancel: the Variable says ``cancel``; running calls raise at their next ``check()`` and queued
 ones at their start; ``run`` returns once the task has really ended on its worker. A worker
 that dies mid-call has its task retried on another by Dask (``allowed-failures``, default 3);
-then the call raises :class:`WorkerLost`. A lost scheduler raises :class:`SchedulerLost`.
+then the call raises :class:`WorkerLost`. A lost scheduler raises :class:`SchedulerLost`
+(saying where it was and what to do), which fails the job rather than an item.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -100,6 +101,7 @@ class DaskExecutor(Executor):
                 f"'tcp://127.0.0.1:8786', got {type(client).__name__}"
             )
         self._client = client
+        self._address = getattr(client.scheduler, "address", None)
 
     @property
     def client(self) -> Any:
@@ -123,7 +125,9 @@ class DaskExecutor(Executor):
 
     @property
     def workers(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        client = self.client
+        with self._losing(client):
+            return max(1, sum(client.nthreads().values()))
 
     @property
     def where(self) -> str:
@@ -133,6 +137,10 @@ class DaskExecutor(Executor):
         workers = info.get("workers", {})
         threads = sum(w.get("nthreads", 0) for w in workers.values())
         return f"Dask cluster {info.get('address')}: {len(workers)} workers, {threads} threads"
+
+    @property
+    def label(self) -> str:
+        return f"Dask cluster {self._address}"
 
     @property
     def dashboard_link(self) -> str | None:
@@ -167,6 +175,10 @@ class DaskExecutor(Executor):
         client = (
             self.client if self._client is not None else await run_in_thread(lambda: self.client)
         )
+        with self._losing(client):
+            return await self._run(ctx, client, fn, *args)
+
+    async def _run(self, ctx: JobContext, client: Any, fn: Callable[..., T], *args: Any) -> T:
         ctx.handle.where = self.where
         job = await self._job(ctx, client)
         call_id = uuid.uuid4().hex[:12]
@@ -225,6 +237,8 @@ class DaskExecutor(Executor):
         finished = asyncio.Event()
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(finished.set))
         while not finished.is_set():
+            if future.client.status in ("closing", "closed"):  # its future may never end
+                raise self._lost("the client gave up reconnecting and closed")
             await self._sync(job)
             with anyio.move_on_after(POLL):
                 await finished.wait()
@@ -274,8 +288,28 @@ class DaskExecutor(Executor):
             )
             future.cancel()
 
-    @staticmethod
-    def _outcome(future: Any) -> Any:
+    @contextlib.contextmanager
+    def _losing(self, client: Any) -> Iterator[None]:
+        """A client without its scheduler fails in many ways (a submit, a Variable, a call to
+        the scheduler): while it is not connected, each is :class:`SchedulerLost`."""
+        try:
+            yield
+        except SchedulerLost:
+            raise
+        except Exception as exc:
+            if client.status == "running":
+                raise
+            raise self._lost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
+
+    def _lost(self, reason: str) -> SchedulerLost:
+        return SchedulerLost(
+            f"the Dask scheduler at {self._address} was lost ({reason}). What was done is "
+            "kept: start the cluster again and call ipyjobs.jobs().use_dask(...) with it, or "
+            "ipyjobs.jobs().use_local() to work on this kernel, then run the job again (a "
+            "media job does only the files not done)"
+        )
+
+    def _outcome(self, future: Any) -> Any:
         import distributed
         from distributed.client import FutureCancelledError
 
@@ -286,9 +320,9 @@ class DaskExecutor(Executor):
                 f"worker lost: the Dask worker running this died, and so did the workers it "
                 f"was retried on ({exc})"
             ) from None
-        except FutureCancelledError as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "the connection was lost"
-            raise SchedulerLost(f"Dask scheduler lost: {reason}") from None
+        except FutureCancelledError as exc:  # "<key> cancelled for reason: <reason>."
+            reason = str(exc).partition("reason: ")[2].strip(" .") or "its work was cancelled"
+            raise self._lost(reason) from None
 
 
 def _state_of(token: InterruptToken) -> str:

@@ -1,7 +1,8 @@
 """Launch forms for transcription and OCR: the entry point for people who do not write code
 (Voila, Binder). A form takes uploaded files or a picked folder, builds a job from its fields
 and dispatches it; results land in the data folder (``results/<job>``), where the Results tab
-shows them and offers them as a zip. Labels share one width so fields line up.
+shows them and offers them as a zip. Labels share one width so fields line up. While the
+kernel runs its work on a Dask cluster, a form offers to run its job on the kernel instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..engine import Job, JobHandle, JobManager, jobs
+from ..engine import Executor, Job, JobHandle, JobManager, LocalExecutor, jobs
 from ..media.ocr import EXTENSIONS as IMAGE_EXTENSIONS
 from ..media.ocr import OcrJob
 from ..media.speech import AUDIO_VIDEO_EXTENSIONS, BACKENDS, TranscribeJob
@@ -20,6 +21,7 @@ from ..media.tesseract import FORMATS as OCR_FORMATS
 from ..models import ModelError, ModelStore
 from ..models.catalog import WHISPER
 from .inputs import InputPicker, fresh_folder, labelled, style
+from .ticker import ticker
 
 DETECT = "detect"
 LANGUAGES = [
@@ -57,6 +59,36 @@ class Checkboxes(widgets.HBox):
         return [name for name, box in self.boxes.items() if box.value]
 
 
+class RunOn(widgets.Dropdown):
+    """Where a form's job runs, shown only while the kernel runs its jobs' work elsewhere than
+    on its own threads (``jobs.use_dask(...)``): "Dask cluster <address>" (the default, as for
+    any job) or "this kernel (N threads)". ``value`` is the executor for the job's
+    ``executor`` field (``None`` while hidden: the kernel's).
+
+    Follows ``manager.executor`` from the widget ticker (a cluster set or dropped after the
+    form was shown); a change of executor brings the default back.
+    """
+
+    def __init__(self, manager: JobManager) -> None:
+        self.manager = manager
+        self.local = LocalExecutor()
+        self._seen: Executor | None = None
+        super().__init__(description="Run on", style=style(), layout=widgets.Layout(width="auto"))
+        self.refresh()
+        ticker().add(self)
+
+    def refresh(self) -> None:
+        executor = self.manager.executor
+        if executor is self._seen or self.comm is None:  # unchanged, or closed
+            return
+        self._seen = executor
+        elsewhere = not isinstance(executor, LocalExecutor)
+        choices = ((self.local.label, self.local), (executor.label, executor))
+        self.options = choices if elsewhere else ()
+        self.value = executor if elsewhere else None
+        self.layout.display = None if elsewhere else "none"
+
+
 class LaunchForm(widgets.VBox):
     """Inputs, fields, a Start button, and what happened. Subclasses build the job."""
 
@@ -66,13 +98,14 @@ class LaunchForm(widgets.VBox):
 
     def __init__(self, fields: list[widgets.Widget], manager: JobManager | None) -> None:
         self.manager = manager if manager is not None else jobs()
+        self.run_on = RunOn(self.manager)
         self.inputs = InputPicker(self.what, self.extensions)
         self.start = widgets.Button(description="Start", icon="play", button_style="primary")
         self.start.on_click(lambda _: self.submit())
         self.feedback = widgets.HTML()
         self.last_job: JobHandle | None = None
         super().__init__([
-            widgets.HTML(f"<b>{self.title}</b>"), self.inputs, *fields,
+            widgets.HTML(f"<b>{self.title}</b>"), self.inputs, *fields, self.run_on,
             labelled("", self.start, self.feedback),
         ])  # fmt: skip
         self.add_class("ipyjobs-form")
@@ -85,6 +118,7 @@ class LaunchForm(widgets.VBox):
 
     def submit(self) -> JobHandle | None:
         """Dispatch the job the fields describe; a bad field shows its error, nothing starts."""
+        self.run_on.refresh()  # the kernel's executor may have changed since the last tick
         try:
             self.check()
             source = self.inputs.resolve(self.manager.home / "uploads")
@@ -147,6 +181,7 @@ class TranscribeForm(LaunchForm):
             batch_size=self.batch_size.value or None,
             formats=self.formats.value,
             output_dir=output_dir,
+            executor=self.run_on.value,
         )
 
 
@@ -177,4 +212,5 @@ class OcrForm(LaunchForm):
             variant=self.variant.value,
             formats=self.formats.value,
             output_dir=output_dir,
+            executor=self.run_on.value,
         )

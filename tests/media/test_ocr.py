@@ -164,11 +164,8 @@ class CountingExecutor(LocalExecutor):
         return await super().run(ctx, fn, *args)
 
 
-async def test_outputs_next_to_images_keep_names_apart(
-    manager: JobManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_outputs_next_to_images_keep_names_apart(manager: JobManager, tmp_path: Path) -> None:
     executor = CountingExecutor(1)
-    monkeypatch.setattr(OcrJob, "executor", executor)
     folder = tmp_path / "inbox"
     first, second, third = pages.pages(3, sentences=2, seed=3)
     folder.mkdir()
@@ -176,7 +173,7 @@ async def test_outputs_next_to_images_keep_names_apart(
     second.image.save(folder / "scan.jpg", quality=92)
     third.image.save(folder / "notes.v2.bmp")
 
-    result = await manager.dispatch(OcrJob([str(folder)], psm=3, oem=1))
+    result = await manager.dispatch(OcrJob([str(folder)], psm=3, oem=1, executor=executor))
 
     assert result["done"] == 3
     assert sorted(executor.files) == ["notes.v2.bmp", "scan.jpg", "scan.png"]

@@ -237,13 +237,12 @@ class StallingExecutor(LocalExecutor):
 
 
 async def test_interrupted_after_page_5_of_12_resumes_with_pages_6_to_12(
-    ipyjobs_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ipyjobs_home: Path, tmp_path: Path
 ) -> None:
     scans = scanned.scans(12, sentences=1, seed=12)
     source = scanned.save_pdf(scans, tmp_path / "thesis.pdf")
-    job = OcrJob(str(source), formats=["pdf", "txt"], workers=1)
     first = StallingExecutor(stall=5)
-    monkeypatch.setattr(OcrJob, "executor", first)
+    job = OcrJob(str(source), formats=["pdf", "txt"], workers=1, executor=first)
     async with JobManager(ipyjobs_home, tick=0.02, store_interval=0.02) as manager:
         handle = manager.dispatch(job)
         await wait_for(lambda: 5 in first.pages, what="page 6", timeout=60)
@@ -253,8 +252,8 @@ async def test_interrupted_after_page_5_of_12_resumes_with_pages_6_to_12(
     assert not (tmp_path / "thesis.ocr.pdf").exists()
 
     second = StallingExecutor()
-    monkeypatch.setattr(OcrJob, "executor", second)
     async with JobManager(ipyjobs_home, tick=0.02) as manager:
+        manager.executor = second  # the new kernel's: the job's own executor is not stored
         resumed = manager.resume(handle.id)
         result = await resumed
         assert resumed.progress.done == resumed.progress.total == 12

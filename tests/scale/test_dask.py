@@ -19,9 +19,9 @@ from ipyjobs.scale import SchedulerLost
 from tests.engine.test_states import wait_until
 from tests.media.test_ocr import dense_pages, files_in, tesseract_processes
 from tests.support import pages
+from tests.support.clusters import close, start_client
 
 from . import fns
-from .conftest import start_client
 
 pytestmark = [
     pytest.mark.anyio,
@@ -131,17 +131,16 @@ async def test_a_lost_scheduler_fails_the_map_with_that_reason(
     own = start_client(tmp_path / "home", timeout="3s")
     try:
         manager.use_dask(own)
+        address = own.scheduler.address
         handle = manager.map(fns.slow_item, range(4), workers=1)
         await wait_until(lambda: busy(own), timeout=60)
         await anyio.to_thread.run_sync(lambda: own.sync(own.cluster.scheduler.close))
         with anyio.fail_after(30):
             assert await handle.join() is JobState.FAILED
     finally:
-        cluster = own.cluster
-        own.close()
-        cluster.close()
+        close(own)
     assert isinstance(handle.error, SchedulerLost)
-    assert handle.error_text.startswith("SchedulerLost: Dask scheduler lost: ")
+    assert (handle.error_text or "").startswith(f"SchedulerLost: the Dask scheduler at {address} ")
 
 
 async def test_the_scheduler_variable_chooses_the_cluster_at_start(

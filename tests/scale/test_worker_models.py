@@ -13,9 +13,8 @@ from ipyjobs import JobManager
 from ipyjobs.media.speech import TranscribeJob
 from ipyjobs.models import ModelStore
 from tests.media.conftest import clips  # noqa: F401 (the five espeak clips, a fixture)
+from tests.support.clusters import close, start_client
 from tests.support.http_server import LoopbackServer
-
-from .conftest import start_client
 
 pytestmark = [
     pytest.mark.anyio,
@@ -46,9 +45,7 @@ async def test_workers_with_their_own_home_fetch_the_model_once_and_match_local_
         handle = manager.dispatch(job("cluster"))
         remote = await handle
     finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
+        close(client)
 
     assert local["done"] == remote["done"] == 5 and remote["failed"] == 0
     assert handle.where.startswith("Dask cluster")
