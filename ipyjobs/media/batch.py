@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from ..engine import JobContext
 from ..engine.handle import error_text
@@ -247,3 +250,56 @@ async def run_file(
     elif outcome.status == "busy":
         ctx.log(f"{source}: another job is working on it; it is looked at again at the end")
     return outcome
+
+
+async def take_slot(ctx: JobContext, slots: anyio.Semaphore, size: int) -> None:
+    """Wait for one of ``size`` free workers, then honour cancel and pause. While paused,
+    first let every running file finish, so that a paused job has no work running."""
+    await slots.acquire()
+    while ctx.token.paused and not ctx.token.cancelled:
+        held = 1
+        try:
+            while held < size:
+                await slots.acquire()
+                held += 1
+            await ctx.checkpoint()
+        finally:
+            for _ in range(held - 1):
+                slots.release()
+    await ctx.checkpoint()
+
+
+class FilesProgress:
+    """A job's progress in files while several are under way: the files finished plus the
+    fractions of those running (reported from worker threads, hence the lock)."""
+
+    def __init__(self, ctx: JobContext, total: int) -> None:
+        self._ctx = ctx
+        self._total = total
+        self._finished = 0
+        self._running: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def started(self, index: int, name: str) -> None:
+        with self._lock:
+            self._running[index] = 0.0
+        self._report(item=name)
+
+    def advanced(self, index: int, fraction: float) -> None:
+        with self._lock:
+            if index in self._running:
+                self._running[index] = min(fraction, 1.0)
+        self._report()
+
+    def finished(self, index: int | None = None, name: str | None = None) -> None:
+        """File ``index`` ended (or, without an index, one was found done already)."""
+        with self._lock:
+            if index is not None:
+                del self._running[index]
+            self._finished += 1
+        self._report(item=name)
+
+    def _report(self, item: str | None = None) -> None:
+        with self._lock:
+            done = self._finished + sum(self._running.values())
+        self._ctx.progress(done, self._total, item=item, unit="files")

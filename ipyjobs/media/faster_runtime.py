@@ -77,16 +77,18 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def load_model(folder: Path, device: str, compute_type: str) -> Any:
+def load_model(folder: Path, device: str, compute_type: str, lanes: int = 1) -> Any:
     """A ``faster_whisper.WhisperModel`` for a converted folder, loaded once per process.
 
     int8 compute types load the folder's int8 ``model.bin``; the others its float weights
-    (``model.float.bin``, handed to CTranslate2 in place of ``model.bin``)."""
+    (``model.float.bin``, handed to CTranslate2 in place of ``model.bin``). ``lanes``: files
+    transcribed at once from as many threads; on CPU they share the cores, and CTranslate2
+    runs that many calls in parallel on one copy of the weights."""
 
     def load() -> Any:
         from faster_whisper import WhisperModel
 
-        threads = cpu_threads() if device == "cpu" else 0
+        threads = max(1, cpu_threads() // lanes) if device == "cpu" else 0
         with contextlib.ExitStack() as stack:
             files: dict[str, Any] | None = None
             if not compute_type.startswith("int8"):
@@ -94,11 +96,11 @@ def load_model(folder: Path, device: str, compute_type: str) -> Any:
                          if n not in ("model.bin", FLOAT_MODEL)}  # fmt: skip
                 files["model.bin"] = stack.enter_context(open(folder / FLOAT_MODEL, "rb"))
             model = WhisperModel(str(folder), device, compute_type=compute_type,
-                                 cpu_threads=threads, files=files)  # fmt: skip
+                                 cpu_threads=threads, num_workers=lanes, files=files)  # fmt: skip
         model.model = _CheckedModel(model.model)
         return model
 
-    return _models.get(("faster-whisper", str(folder), device, compute_type), load)
+    return _models.get(("faster-whisper", str(folder), device, compute_type, str(lanes)), load)
 
 
 def _result(segments: list[Any], language: str) -> dict[str, Any]:
@@ -114,17 +116,17 @@ def _result(segments: list[Any], language: str) -> dict[str, Any]:
 
 def transcribe(
     folder: Path, device: str, compute_type: str, audio: Any, options: dict[str, Any],
-    on_progress: Callable[[float, float], None],
+    on_progress: Callable[[float, float], None], lanes: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """One file's samples through faster-whisper (in a worker thread): whisper's result dict.
 
     ``options`` are ``WhisperModel.transcribe`` keywords plus ``batch_size`` (``None``: the
     sequential decoder; a number: the batched pipeline, over VAD chunks when ``vad_filter``,
-    else over 30-second windows).
+    else over 30-second windows). ``lanes``: see :func:`load_model`.
     """
     from faster_whisper import BatchedInferencePipeline
 
-    model = load_model(folder, device, compute_type)
+    model = load_model(folder, device, compute_type, lanes)
     options = dict(options)
     batch_size = options.pop("batch_size", None)
     if batch_size is None:

@@ -13,7 +13,7 @@ import anyio
 
 from ..engine import Intent, JobContext
 from ..engine.handle import error_text
-from .batch import run_file
+from .batch import run_file, take_slot
 from .documents import assemble
 from .executor import Executor, ExecutorLost, failing_with_the_loss
 from .outputs import FileOutcome
@@ -82,7 +82,7 @@ class _Batch:
                     async with anyio.create_task_group() as tg:
                         for item in list(batch):
                             document, index = item if isinstance(item, tuple) else (item, None)
-                            await _take_slot(ctx, slots, self.size)
+                            await take_slot(ctx, slots, self.size)
                             ctx.progress(item=document.item(index or 0))
                             tg.start_soon(self._one, slots, document, index, wait)
             await ctx.checkpoint()
@@ -190,19 +190,3 @@ def _file_task(document: Document, settings: Settings) -> FileTask:
         settings.rotate_pages,
     )
 
-
-async def _take_slot(ctx: JobContext, slots: anyio.Semaphore, size: int) -> None:
-    """Wait for a free worker, then honour cancel and pause. While paused, first let every
-    running page finish, so that a paused job has no tesseract running."""
-    await slots.acquire()
-    while ctx.token.paused and not ctx.token.cancelled:
-        held = 1
-        try:
-            while held < size:
-                await slots.acquire()
-                held += 1
-            await ctx.checkpoint()
-        finally:
-            for _ in range(held - 1):
-                slots.release()
-    await ctx.checkpoint()
