@@ -67,6 +67,41 @@ async def test_a_folder_in_five_formats_after_a_nested_conversion_reused_next_ti
     assert again.children == []  # the converted model is reused
 
 
+@pytest.mark.skipif(faster_runtime.cpu_threads() < 2, reason="one core: one file at a time")
+async def test_files_are_transcribed_one_per_core_at_once_with_the_same_transcripts(
+    manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    cores = faster_runtime.cpu_threads()
+    running, most, lanes_seen = [0], [0], set()
+    transcribe = faster_runtime.transcribe
+
+    def counted(*args, lanes: int = 1, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        lanes_seen.add(lanes)
+        try:
+            return transcribe(*args, lanes=lanes, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(faster_runtime, "transcribe", counted)
+    at_once = manager.dispatch(TranscribeJob(str(clips), **FASTER, output_dir=str(tmp_path / "a")))
+    summary = await at_once
+    assert (summary["done"], summary["failed"]) == (5, 0)
+    assert most[0] == min(cores, 5) and lanes_seen == {min(cores, 5)}
+    assert any(f"{min(cores, 5)} at a time" in line for line in at_once.log_tail)
+    assert at_once.progress.done == 5
+
+    monkeypatch.setattr(faster_runtime, "cpu_threads", lambda: 1)
+    most[0] = 0
+    alone = manager.dispatch(TranscribeJob(str(clips), **FASTER, output_dir=str(tmp_path / "b")))
+    assert (await alone)["done"] == 5 and most[0] == 1
+    for i in range(5):  # each file's own transcript, whatever ran beside it
+        name = f"clip-{i}.txt"
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
 async def test_a_folder_an_older_version_converted_is_converted_again(
     manager: JobManager, mirror: LoopbackServer, clips: Path, tmp_path: Path
 ) -> None:
