@@ -75,17 +75,25 @@ class Job:
     def params(self) -> dict[str, Any]:
         """The constructor arguments, as plain data, to rebuild the job after a restart
         (without the fields marked :data:`UNSTORED`)."""
-        if dataclasses.is_dataclass(self):
-            return {
-                f.name: getattr(self, f.name)
-                for f in dataclasses.fields(self)
-                if f.init and f.metadata.get("stored", True)
-            }
-        return {}
+        return {name: getattr(self, name) for name in _stored_fields(type(self))}
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Job:
         return cls(**params)
+
+
+_stored_names: dict[type, tuple[str, ...]] = {}
+
+
+def _stored_fields(cls: type) -> tuple[str, ...]:
+    """Names of the constructor fields a job of ``cls`` is stored with (found once per class:
+    every dispatch asks)."""
+    names = _stored_names.get(cls)
+    if names is None:
+        fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+        names = tuple(f.name for f in fields if f.init and f.metadata.get("stored", True))
+        _stored_names[cls] = names
+    return names
 
 
 def job_class(kind: str) -> type[Job]:
