@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 #: How often a waiting call looks at the token and the callbacks, in seconds.
 POLL = 0.05
+#: How old (seconds) what was seen of the cluster's workers may be before it is asked again.
+LOOK_EVERY = 1.0
 #: How long a cancelled call may take to stop on its worker before its task is dropped.
 STOP_GRACE = 30.0
 
@@ -83,14 +85,19 @@ class DaskExecutor(Executor):
         self._address: str | None = None
         self._client: Any = None
         self._own_client = owned
-        if isinstance(client_or_address, str):
-            self._address = client_or_address
-        else:
-            self._attach(client_or_address)
         self._topic = f"ipyjobs-{uuid.uuid4().hex}"
         self._jobs: dict[str, _Job] = {}
         self._connect_lock = threading.Lock()
         self._subscribed = False
+        self._seen: tuple[int, int] | None = None
+        """(workers, threads) as the scheduler last said, asked at most every
+        :data:`LOOK_EVERY` seconds off the loop: a lost scheduler never blocks the kernel."""
+        self._seen_at = 0.0
+        self._looking = threading.Lock()
+        if isinstance(client_or_address, str):
+            self._address = client_or_address
+        else:
+            self._attach(client_or_address)
 
     def _attach(self, client: Any) -> None:
         import distributed
@@ -102,6 +109,7 @@ class DaskExecutor(Executor):
             )
         self._client = client
         self._address = getattr(client.scheduler, "address", None)
+        self._look()  # in use_dask's cell, not on a job's turn of the loop
 
     @property
     def client(self) -> Any:
@@ -125,18 +133,45 @@ class DaskExecutor(Executor):
 
     @property
     def workers(self) -> int:
-        client = self.client
-        with self._losing(client):
-            return max(1, sum(client.nthreads().values()))
+        """The cluster's worker threads, as last seen (asked now only the first time)."""
+        if self._seen is None:
+            client = self.client
+            with self._losing(client):
+                self._look(raise_errors=True)
+        self._look_soon()
+        return max(1, self._seen[1] if self._seen else 1)
 
     @property
     def where(self) -> str:
-        if self._client is None:
+        self._look_soon()
+        if self._seen is None:
             return f"Dask cluster at {self._address} (not connected yet)"
-        info = self._client.scheduler_info()
-        workers = info.get("workers", {})
-        threads = sum(w.get("nthreads", 0) for w in workers.values())
-        return f"Dask cluster {info.get('address')}: {len(workers)} workers, {threads} threads"
+        workers, threads = self._seen
+        late = time.monotonic() - self._seen_at > 3 * LOOK_EVERY
+        return (f"Dask cluster {self._address}: {workers} workers, {threads} threads"
+                + (" (not heard from lately)" if late else ""))  # fmt: skip
+
+    def _look(self, raise_errors: bool = False) -> None:
+        """Ask the scheduler for its workers (blocking: never on the kernel's loop but once)."""
+        if not self._looking.acquire(blocking=False):
+            return
+        try:
+            info = self.client.scheduler_info()
+            workers = info.get("workers", {})
+            threads = sum(w.get("nthreads", 0) for w in workers.values())
+            self._seen, self._seen_at = (len(workers), threads), time.monotonic()
+        except Exception:
+            if raise_errors:
+                raise
+            log.debug("the Dask scheduler at %s did not answer", self._address, exc_info=True)
+        finally:
+            self._looking.release()
+
+    def _look_soon(self) -> None:
+        """Refresh what was seen of the cluster in a thread, if it is older than LOOK_EVERY."""
+        stale = time.monotonic() - self._seen_at > LOOK_EVERY
+        if self._client is not None and stale and not self._looking.locked():
+            threading.Thread(target=self._look, name="ipyjobs-dask-look", daemon=True).start()
 
     @property
     def label(self) -> str:

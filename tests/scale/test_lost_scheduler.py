@@ -5,6 +5,7 @@ and kept, and a new run on the kernel's threads does only the rest."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import anyio
@@ -45,6 +46,9 @@ async def fails_when_the_scheduler_dies(
     error = handle.error_text or ""
     assert f"SchedulerLost: the Dask scheduler at {address} was lost" in error
     assert "use_dask" in error and "use_local" in error
+    started = time.perf_counter()  # what the panel and a starting job ask, on the loop
+    assert manager.executor.workers >= 1 and "Dask cluster" in manager.executor.where
+    assert time.perf_counter() - started < 0.1, "asking about a lost cluster blocked the loop"
     again = manager.dispatch(job)  # still on the lost cluster: says so at once
     with anyio.fail_after(10):
         assert await again.join() is JobState.FAILED
