@@ -106,6 +106,8 @@ _ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.PAUSED
 #: Seconds the writer's connection waits for another program's write lock before the batch is
 #: retried later (its trouble shown meanwhile). The reader never waits.
 WRITE_BUSY_TIMEOUT = 2.0
+#: Seconds a process waits for another one opening the store at the same moment.
+OPEN_TIMEOUT = 30.0
 
 
 def _insert_rows(db: sqlite3.Connection, sql: str, rows: Sequence[tuple], width: int) -> None:
@@ -234,11 +236,14 @@ class JobStore:
         self._write_lock = threading.Lock()
         self.closed = False
         try:
-            try:
-                self._db, self._reader = self._open()
-            except StoreCorrupt as exc:
-                self._move_aside(exc)
-                self._db, self._reader = self._open()
+            # One process at a time: two kernels starting together on a new store both switch
+            # it to WAL, and SQLite answers the second "database is locked" without waiting.
+            with FileLock(folder / "opening.lock", timeout=OPEN_TIMEOUT):
+                try:
+                    self._db, self._reader = self._open()
+                except StoreCorrupt as exc:
+                    self._move_aside(exc)
+                    self._db, self._reader = self._open()
         except BaseException:
             self._release_session()
             raise

@@ -208,3 +208,30 @@ def test_a_relative_data_folder_is_resolved_once(
         assert store.path == tmp_path / "relative-home" / "jobs" / "jobs.sqlite"
     finally:
         store.close()
+
+
+OPEN_AT_ONCE = """
+import sys, time, uuid
+from pathlib import Path
+from ipyjobs.engine.store import JobStore
+
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+JobStore(Path(sys.argv[1]), uuid.uuid4().hex).close()
+"""
+
+
+def test_kernels_starting_together_on_a_new_store_all_open_it(tmp_path: Path) -> None:
+    """Eight processes open one new store at the same instant (kernels of a notebook server
+    started together), four times over: each one opens it; none is told "database is
+    locked" (one round in three was, before the opening lock)."""
+    for round_ in range(4):
+        folder = tmp_path / f"jobs-{round_}"
+        start = time.time() + 1.5  # after every interpreter has started
+        command = [sys.executable, "-c", OPEN_AT_ONCE, str(folder), str(start)]
+        processes = [
+            subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(8)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in processes]
+        assert [p.returncode for p in processes] == [0] * 8, "\n".join(e for e in errors if e)
