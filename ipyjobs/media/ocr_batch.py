@@ -189,4 +189,3 @@ def _file_task(document: Document, settings: Settings) -> FileTask:
         settings.oem,
         settings.rotate_pages,
     )
-

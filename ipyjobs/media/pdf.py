@@ -76,9 +76,7 @@ def page_count(path: Path) -> int:
         return len(pdf.pages)
 
 
-def _with_render_mode(
-    owner: pikepdf.Object, mode: int
-) -> Iterator[tuple[Any, str, int]]:
+def _with_render_mode(owner: pikepdf.Object, mode: int) -> Iterator[tuple[Any, str, int]]:
     """Each instruction of ``owner``'s content, its operator, and the text render mode in force
     after it (``q``/``Q`` save and restore it, ``Tr`` sets it); ``mode`` is the one at the start."""
     stack: list[int] = []

@@ -230,8 +230,6 @@ def test_kernels_starting_together_on_a_new_store_all_open_it(tmp_path: Path) ->
         folder = tmp_path / f"jobs-{round_}"
         start = time.time() + 1.5  # after every interpreter has started
         command = [sys.executable, "-c", OPEN_AT_ONCE, str(folder), str(start)]
-        processes = [
-            subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(8)
-        ]
+        processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(8)]
         errors = [p.communicate(timeout=60)[1] for p in processes]
         assert [p.returncode for p in processes] == [0] * 8, "\n".join(e for e in errors if e)

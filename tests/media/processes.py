@@ -26,7 +26,10 @@ def _drop_file_access() -> None:
 
 
 def start_job(
-    kind: str, params: dict[str, Any] | None = None, *, resume: str | None = None,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    resume: str | None = None,
     without_file_access: bool = False,
 ) -> subprocess.Popen[str]:
     """A second "kernel": a Python process running one job (or resuming one) with this
