@@ -25,6 +25,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .threads import run_in_thread
+
 if TYPE_CHECKING:
     from .context import JobContext
 
@@ -91,6 +93,13 @@ class Executor(ABC):
 
     def close(self) -> None:  # noqa: B027 (most executors hold nothing)
         """Release what the executor holds (a cluster connection it opened itself)."""
+
+
+async def workers_of(executor: Executor) -> int:
+    """``executor.workers``, asked from a worker thread: a cluster known by its address is
+    connected at its first use, which takes seconds (and longer when it is not there), never
+    on the kernel's loop. On cancel, waits for the answer first."""
+    return await run_in_thread(lambda: executor.workers)
 
 
 class LocalExecutor(Executor):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 
 from .errors import NotResumable
-from .executor import ExecutorLost, LocalExecutor, failing_with_the_loss
+from .executor import ExecutorLost, LocalExecutor, failing_with_the_loss, workers_of
 from .job import Job
 from .token import current_token
 
@@ -322,7 +322,7 @@ class _MapRun:
                 f"this map with jobs.resume({ctx.job_id!r}, fn={_name(job.fn)})"
             )
         ctx.progress(len(self.done), len(self.values), unit="items")
-        lanes = job.workers or self.executor.workers
+        lanes = job.workers or await workers_of(self.executor)
         if not isinstance(self.executor, LocalExecutor):
             lanes *= 2  # keep a call queued per worker thread: no idle round trip
         with failing_with_the_loss():

@@ -5,6 +5,12 @@ the kernel's executor (``ctx.manager.executor``): threads of this process, or a 
 after ``ipyjobs.jobs().use_dask(...)``. See :mod:`ipyjobs.engine.executor`.
 """
 
-from ..engine.executor import Executor, ExecutorLost, LocalExecutor, failing_with_the_loss
+from ..engine.executor import (
+    Executor,
+    ExecutorLost,
+    LocalExecutor,
+    failing_with_the_loss,
+    workers_of,
+)
 
-__all__ = ["Executor", "ExecutorLost", "LocalExecutor", "failing_with_the_loss"]
+__all__ = ["Executor", "ExecutorLost", "LocalExecutor", "failing_with_the_loss", "workers_of"]

@@ -15,7 +15,7 @@ from ..engine import Intent, JobContext
 from ..engine.handle import error_text
 from .batch import run_file, take_slot
 from .documents import assemble
-from .executor import Executor, ExecutorLost, failing_with_the_loss
+from .executor import Executor, ExecutorLost, failing_with_the_loss, workers_of
 from .outputs import FileOutcome
 from .pages import Document, FileTask, PageResult, PageTask, Settings, ocr_file, ocr_page
 
@@ -46,7 +46,8 @@ class _Batch:
         self.ctx = ctx
         self.settings = settings
         self.executor = executor or ctx.manager.executor
-        self.size = workers or self.executor.workers
+        self.workers = workers
+        self.size = 1
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "pages": 0}
         self.outputs: list[str] = []
         self.left: dict[Path, int] = {}
@@ -58,6 +59,7 @@ class _Batch:
 
     async def run(self, todo: list[Document], skipped: list[Document]) -> dict[str, Any]:
         ctx = self.ctx
+        self.size = self.workers or await workers_of(self.executor)
         self.counts["skipped"] = len(skipped)
         self.total = sum(d.pages for d in todo) + sum(d.pages for d in skipped)
         self.progressed = sum(d.pages for d in skipped)

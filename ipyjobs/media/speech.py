@@ -40,7 +40,7 @@ from .batch import (
     run_file,
     take_slot,
 )
-from .executor import Executor, LocalExecutor, failing_with_the_loss
+from .executor import Executor, LocalExecutor, failing_with_the_loss, workers_of
 from .outputs import FileOutcome, Staging, already_done, process_file
 from .whisper_runtime import language_code
 
@@ -199,7 +199,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
         return path, device, compute
 
     @staticmethod
-    def _lanes(engine: str, device: str, executor: Executor, files: int) -> tuple[int, int]:
+    async def _lanes(engine: str, device: str, executor: Executor, files: int) -> tuple[int, int]:
         """How many files are transcribed at once, and how many of them share one process.
 
         faster-whisper on CPU: one file per core, each on one thread of one loaded model (a
@@ -208,7 +208,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
         every core. openai-whisper (torch uses every core) and GPUs: one file at a time. On a
         cluster: one file per worker thread, each worker process using its own cores."""
         if not isinstance(executor, LocalExecutor):
-            return executor.workers, 1
+            return await workers_of(executor), 1
         if engine != "faster-whisper" or device != "cpu":
             return 1, 1
         lanes = max(1, min(faster_runtime.cpu_threads(), files))
@@ -244,7 +244,7 @@ class TranscribeJob(Job, kind="media.transcribe"):
             else:
                 todo.append(index)
         executor = self.executor or ctx.manager.executor
-        lanes, lanes_here = self._lanes(engine, device, executor, len(todo))
+        lanes, lanes_here = await self._lanes(engine, device, executor, len(todo))
         # a model that cannot load fails the job, not each file
         load = partial(faster_runtime.load_model, lanes=lanes_here) if compute else (
             whisper_runtime.load_model)  # fmt: skip

@@ -12,12 +12,15 @@ The blocking functions run in worker threads; :class:`BatchWriter` is the event-
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import mmap
 import os
+import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -249,20 +252,35 @@ class BatchWriter:
                         self._available.release()
 
 
-def replace_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (through ``<name>.<pid>-<thread>.tmp``, so
-    two processes or threads writing the same file never share a temporary file): a crash or
-    a full disk leaves the old file whole and no temporary file behind. A full disk raises
-    :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` naming it."""
+@contextlib.contextmanager
+def _replacing(path: Path, doing: str) -> Iterator[Path]:
+    """A temporary file for the block to write, then put in place of ``path`` atomically.
+
+    Named ``<name>.<pid>-<thread>.tmp``: two processes or threads writing the same file never
+    share one. A crash or a full disk leaves the old file whole and no temporary file behind;
+    a full disk raises :class:`~ipyjobs.engine.diskspace.NoSpaceLeft` naming it."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        temporary.write_text(text)
+        yield temporary
         os.replace(temporary, path)
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if is_no_space(exc):
-            raise no_space_left(path.parent, f"writing {path.name}") from exc
+            raise no_space_left(path.parent, doing) from exc
         raise
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (see :func:`_replacing`)."""
+    with _replacing(path, f"writing {path.name}") as temporary:
+        temporary.write_text(text)
+
+
+def copy_into_place(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` atomically (see :func:`_replacing`): workers of a cluster
+    sharing a data folder may copy the same model at once."""
+    with _replacing(path, f"copying {path.name}") as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

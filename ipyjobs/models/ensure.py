@@ -8,8 +8,6 @@ keeps its waiters waiting; a failed download fails them with ``Model download fa
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from ..engine import Job, JobContext, JobHandle, JobState
 from ..engine.diskspace import NoSpaceLeft
 from ..engine.handle import error_text
 from .catalog import WHISPER, ModelEntry
-from .diskio import sha256_of
+from .diskio import copy_into_place, sha256_of
 from .download import RetryPolicy, Transfer, fetch
 from .errors import DownloadError, NotEnoughSpace, OfflineError
 from .settings import MIRROR_VARIABLE, OFFLINE_VARIABLE, offline
@@ -96,9 +94,7 @@ class DownloadModel(Job, kind="models.download"):
             path = candidate
             if source == "system":  # tesseract reads one folder: copy it into ours
                 path = store.target(entry)
-                tmp = path.with_name(path.name + ".copy")
-                await ctx.run_sync(shutil.copyfile, candidate, tmp)
-                os.replace(tmp, path)
+                await ctx.run_sync(copy_into_place, candidate, path)
             store.record_verified(entry, path, sha256, source)
             ctx.log(f"reusing {entry.label} from {candidate}")
             return path

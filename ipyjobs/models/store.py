@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from filelock import FileLock
 
 from ..engine import data_home
 from .catalog import TESSDATA_BEST, TESSDATA_FAST, WHISPER, Catalog, ModelEntry
-from .diskio import replace_text, sha256_of
+from .diskio import copy_into_place, replace_text, sha256_of
 from .errors import ModelInUse
 from .partfile import partial_files
 
@@ -174,7 +175,10 @@ class ModelStore:
         """Give a managed tessdata folder the configs and font tesseract's outputs need."""
         configs = folder / "configs"
         if not configs.is_dir():
-            configs.mkdir()
+            # made aside and renamed into place: processes sharing the folder (a cluster's
+            # workers) may do this at once, and none may see a half-made folder
+            staging = folder / f".configs.{os.getpid()}-{threading.get_ident()}"
+            staging.mkdir()
             for name, text in _CONFIGS.items():
                 system = next(
                     (
@@ -184,14 +188,20 @@ class ModelStore:
                     ),
                     None,
                 )
-                (configs / name).write_text(system.read_text() if system else text)
+                (staging / name).write_text(system.read_text() if system else text)
+            try:
+                staging.rename(configs)
+            except OSError:  # another process put its own in place first, or a real error
+                shutil.rmtree(staging)
+                if not configs.is_dir():
+                    raise
         font = folder / "pdf.ttf"
         if not font.exists():
             system_font = next(
                 (f / "pdf.ttf" for f in self.system_tessdata if (f / "pdf.ttf").is_file()), None
             )
             if system_font is not None:
-                shutil.copyfile(system_font, font)
+                copy_into_place(system_font, font)
 
     def reuse_candidates(self, entry: ModelEntry) -> list[tuple[Path, str]]:
         """Files already on the machine that may be ``entry``: (path, source). First the store's

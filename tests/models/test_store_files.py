@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,38 @@ def test_two_writers_of_one_json_file_never_trip_over_each_other(tmp_path: Path)
     assert errors == []
     assert target.read_text().startswith('{"writer": ')
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+REUSE_AT_ONCE = """
+import sys, time, anyio
+from ipyjobs import JobManager
+from ipyjobs.models import DownloadModel
+
+home, start = sys.argv[1], float(sys.argv[2])
+
+async def main():
+    async with JobManager(home, persist=False) as manager:
+        print(await manager.dispatch(DownloadModel("tessdata_fast/eng", home)))
+
+while time.time() < start:
+    pass
+anyio.run(main)
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/share/tesseract-ocr").exists(), reason="no system tessdata")
+def test_processes_taking_the_system_tessdata_at_once_all_get_it(tmp_path: Path) -> None:
+    """Dask workers sharing a data folder copy the system's language data in at the same
+    moment: each one gets the model, and no temporary copy is left (a fixed temporary name
+    made all but one fail with FileNotFoundError)."""
+    for round_ in range(5):
+        home = tmp_path / f"home-{round_}"
+        start = time.time() + 1.5  # after every interpreter has started
+        command = [sys.executable, "-c", REUSE_AT_ONCE, str(home), str(start)]
+        runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(4)]  # fmt: skip
+        outputs = [run.communicate(timeout=60) for run in runs]
+        assert [run.returncode for run in runs] == [0] * 4, [err for _, err in outputs]
+        folder = home / "models" / "tessdata_fast"
+        assert {out.strip() for out, _ in outputs} == {str(folder / "eng.traineddata")}
+        assert not list(folder.glob("*.tmp")) and not list(folder.glob("*.copy"))

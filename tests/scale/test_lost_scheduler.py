@@ -5,6 +5,7 @@ and kept, and a new run on the kernel's threads does only the rest."""
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -106,3 +107,33 @@ async def test_a_transcription_fails_with_the_lost_scheduler_and_a_new_run_does_
     result = await manager.dispatch(job())
     assert (result["skipped"], result["done"], result["failed"]) == (len(stems), 5 - len(stems), 0)
     assert files_in(out) == {f"clip-{i}{s}" for i in range(5) for s in (".txt", MARKER_SUFFIX)}
+
+
+async def test_an_unreachable_scheduler_address_fails_jobs_without_blocking_the_loop(
+    manager: JobManager, tmp_path: Path
+) -> None:
+    """``IPYJOBS_DASK_SCHEDULER`` (or ``use_dask(address)``) naming a scheduler that is not
+    there: the first OCR job and the first map each fail with SchedulerLost, saying where they
+    looked, while the kernel's loop goes on (the connection is tried from a thread)."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    scans = tmp_path / "scans"
+    pages.save(dense_pages(1, sentences=2), scans)
+    for dispatch in (
+        lambda: manager.dispatch(OcrJob(str(scans), output_dir=str(tmp_path / "out"))),
+        lambda: manager.map(abs, [1, -2]),
+    ):
+        manager.use_dask(address)
+        handle = dispatch()
+        late = 0.0
+        with anyio.fail_after(60):
+            while not handle.done:
+                started = time.perf_counter()
+                await anyio.sleep(0.01)
+                late = max(late, time.perf_counter() - started - 0.01)
+        assert handle.state is JobState.FAILED and isinstance(handle.error, SchedulerLost)
+        assert f"cannot reach the Dask scheduler at {address}" in (handle.error_text or "")
+        assert late < 0.5, f"the loop was blocked {late:.1f} s"
+    assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == set()
+    manager.use_local()
