@@ -47,7 +47,6 @@ class _Batch:
         self.settings = settings
         self.executor = executor or ctx.manager.executor
         self.workers = workers
-        self.size = 1
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "pages": 0}
         self.outputs: list[str] = []
         self.left: dict[Path, int] = {}
@@ -59,7 +58,7 @@ class _Batch:
 
     async def run(self, todo: list[Document], skipped: list[Document]) -> dict[str, Any]:
         ctx = self.ctx
-        self.size = self.workers or await workers_of(self.executor)
+        size = self.workers or await workers_of(self.executor)
         self.counts["skipped"] = len(skipped)
         self.total = sum(d.pages for d in todo) + sum(d.pages for d in skipped)
         self.progressed = sum(d.pages for d in skipped)
@@ -76,7 +75,7 @@ class _Batch:
             else:
                 work += await self._pages_to_do(document)
         ctx.progress(self.progressed, self.total, unit="pages")
-        slots = anyio.Semaphore(self.size)
+        slots = anyio.Semaphore(size)
         try:
             # Then the images another job held: wait for each, and do it if still not done.
             for batch, wait in ((work, False), (self.busy, True)):
@@ -84,7 +83,7 @@ class _Batch:
                     async with anyio.create_task_group() as tg:
                         for item in list(batch):
                             document, index = item if isinstance(item, tuple) else (item, None)
-                            await take_slot(ctx, slots, self.size)
+                            await take_slot(ctx, slots, size)
                             ctx.progress(item=document.item(index or 0))
                             tg.start_soon(self._one, slots, document, index, wait)
             await ctx.checkpoint()

@@ -137,7 +137,7 @@ class DaskExecutor(Executor):
         if self._seen is None:
             client = self.client
             with self._losing(client):
-                self._look(raise_errors=True)
+                self._look(needed=True)
         self._look_soon()
         return max(1, self._seen[1] if self._seen else 1)
 
@@ -151,9 +151,12 @@ class DaskExecutor(Executor):
         return (f"Dask cluster {self._address}: {workers} workers, {threads} threads"
                 + (" (not heard from lately)" if late else ""))  # fmt: skip
 
-    def _look(self, raise_errors: bool = False) -> None:
-        """Ask the scheduler for its workers (blocking: never on the kernel's loop but once)."""
-        if not self._looking.acquire(blocking=False):
+    def _look(self, needed: bool = False) -> None:
+        """Ask the scheduler for its workers (blocking: never on the kernel's loop but once).
+
+        ``needed``: the caller has no answer yet, so it waits for a look already under way
+        (rather than return without one) and its errors are raised."""
+        if not self._looking.acquire(blocking=needed):
             return
         try:
             info = self.client.scheduler_info()
@@ -161,7 +164,7 @@ class DaskExecutor(Executor):
             threads = sum(w.get("nthreads", 0) for w in workers.values())
             self._seen, self._seen_at = (len(workers), threads), time.monotonic()
         except Exception:
-            if raise_errors:
+            if needed:
                 raise
             log.debug("the Dask scheduler at %s did not answer", self._address, exc_info=True)
         finally:
