@@ -18,12 +18,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine import Job, JobContext, JobHandle, JobState, current_token
+from ..engine import JobContext, JobHandle, JobState, current_token
 from ..engine.handle import error_text
 from .catalog import ModelEntry
 from .diskio import sha256_of
 from .download import _locked
-from .ensure import ensure_model
+from .ensure import ModelJob, ensure_model
 from .errors import ModelError
 from .store import ModelStore
 
@@ -33,27 +33,17 @@ class ConversionFailed(ModelError):
 
 
 @dataclass
-class ConvertModel(Job, kind="models.convert"):
-    """Convert a Whisper checkpoint into its faster-whisper (CTranslate2) folder."""
+class ConvertModel(ModelJob, kind="models.convert"):
+    """Convert a Whisper checkpoint into its faster-whisper (CTranslate2) folder (``model``: a
+    ``faster-whisper/<name>`` id)."""
 
     resumable = True  # starts the conversion again; the checkpoint download resumes
     group = "convert"
-
-    model: str
-    """The faster-whisper catalog id, e.g. ``faster-whisper/tiny.en``."""
-    home: str | None = None
-
-    def _store(self, ctx: JobContext | None = None) -> ModelStore:
-        return ModelStore.at(self.home or (ctx.manager.home if ctx else None))
 
     @property
     def title(self) -> str:
         entry = self._store().entry(self.model)
         return f"Convert whisper model {entry.name} for faster-whisper"
-
-    @property
-    def key(self) -> str:
-        return f"model:{self.model}"
 
     async def run(self, ctx: JobContext) -> str:
         store = self._store(ctx)

@@ -37,28 +37,33 @@ def offline_error(store: ModelStore, entry: ModelEntry) -> OfflineError:
 
 
 @dataclass
-class DownloadModel(Job, kind="models.download"):
+class ModelJob(Job):
+    """A job that makes one model of a data folder ready (downloads and conversions): one job
+    per model at a time, shared by every waiter through its key."""
+
+    model: str
+    """The catalog id, e.g. ``whisper/tiny.en`` or ``faster-whisper/tiny.en``."""
+    home: str | None = None
+    """The data folder; by default the manager's."""
+
+    def _store(self, ctx: JobContext | None = None) -> ModelStore:
+        return ModelStore.at(self.home or (ctx.manager.home if ctx else None))
+
+    @property
+    def key(self) -> str:
+        return f"model:{self.model}"
+
+
+@dataclass
+class DownloadModel(ModelJob, kind="models.download"):
     """Make one catalog model ready: reuse a copy already on the machine, else download it."""
 
     resumable = True  # the partial file survives; the job's parameters rebuild it
     group = "download"
 
-    model: str
-    """The catalog id, e.g. ``whisper/tiny.en``."""
-    home: str | None = None
-    """The data folder; by default the manager's."""
-
-    def _store(self, ctx: JobContext | None = None) -> ModelStore:
-        home = self.home or (ctx.manager.home if ctx else None)
-        return ModelStore.at(home)
-
     @property
     def title(self) -> str:
         return f"Download {self._store().entry(self.model).label}"
-
-    @property
-    def key(self) -> str:
-        return f"model:{self.model}"
 
     async def run(self, ctx: JobContext) -> str:
         store = self._store(ctx)
